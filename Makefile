@@ -1,0 +1,49 @@
+# agi_bridge — see README.md. Every target is idempotent.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= examples/agi-bridge.yaml
+
+.PHONY: install test-env test test-unit lint run demo simulate bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# What the end-to-end tests need on the host: Debian packages (baresip, tshark, sox,
+# espeak-ng, debootstrap) and the Asterisk 22 chroot (built once, then cached).
+test-env:
+	scripts/install-system-deps.sh
+	scripts/provision-asterisk-chroot.sh
+
+# The whole suite: unit, integration (real sockets + simulator), e2e (real Asterisk).
+test: install test-env
+	$(BIN)/python -m pytest
+
+# Fast loop without Asterisk (no root needed).
+test-unit: install
+	$(BIN)/python -m pytest tests/unit tests/integration tests/simulator
+
+lint: install
+	$(BIN)/ruff check agi_bridge tests bench
+	$(BIN)/ruff format --check agi_bridge tests bench
+	$(BIN)/mypy --strict agi_bridge
+
+run: install
+	$(BIN)/agi-bridge serve -c $(CONFIG)
+
+demo: install
+	$(BIN)/agi-bridge demo -c $(CONFIG)
+
+simulate: install
+	$(BIN)/agi-bridge simulate
+
+bench: install
+	$(BIN)/python bench/bench_calls.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,3 @@
+from agi_bridge.cli import main
+
+raise SystemExit(main())

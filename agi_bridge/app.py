@@ -1,0 +1,143 @@
+"""The Bridge: wires the servers from the config and keeps the registry of live calls.
+
+    FastAGI (call identity) ─┐
+                             ├─> Call (one per AudioSocket connection) ─> Realtime
+    AudioSocket (audio)  ────┘            └─> AMI (one shared connection: tools)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from types import TracebackType
+from typing import Any
+
+from agi_bridge.asterisk.agi import FastAgiServer, PendingCalls, requested_agent
+from agi_bridge.asterisk.ami import AmiClient
+from agi_bridge.asterisk.audiosocket import AudioSocketServer
+from agi_bridge.call import Call, CallAmi, Observer
+from agi_bridge.config import Config, split_hostport
+from agi_bridge.protocol.agi import AgiRequest
+from agi_bridge.realtime import Connector, connector
+
+log = logging.getLogger(__name__)
+
+
+def uses_simulator(cfg: Config) -> bool:
+    """True when calls go to the bundled simulator: asked for, or OpenAI without a key."""
+    if cfg.realtime.provider == "simulator":
+        return True
+    return (
+        cfg.realtime.provider == "openai"
+        and cfg.realtime.simulator_without_key
+        and not os.environ.get(cfg.realtime.api_key_env)
+    )
+
+
+class Bridge:
+    """All listeners of one bridge process. ``async with Bridge(cfg) as b: ...``"""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        connect: Connector | None = None,
+        ami: CallAmi | None = None,
+        observers: tuple[Observer, ...] = (),
+        simulator_scenario: Any = None,
+    ) -> None:
+        self.config = config
+        self._connect = connect
+        self._ami = ami
+        self._ami_client: AmiClient | None = None  # the one this bridge opened itself
+        self._observers = observers
+        self._scenario = simulator_scenario
+        self.simulator: Any = None  # agi_bridge.simulator.Simulator when embedded
+        self.pending = PendingCalls(ttl=config.limits.registration_ttl_s)
+        self.calls: dict[int, Call] = {}
+        self.finished_calls = 0
+        host, port = split_hostport(config.listen.fastagi)
+        self.fastagi = FastAgiServer(self.pending, host, port, accept=self._accept)
+        host, port = split_hostport(config.listen.audiosocket)
+        self.audiosocket = AudioSocketServer(
+            self._run_call, host, port, max_calls=config.limits.max_calls
+        )
+
+    async def __aenter__(self) -> Bridge:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        et: type[BaseException] | None,
+        ev: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._connect is None:
+            if uses_simulator(self.config):
+                from agi_bridge.simulator import Simulator
+
+                self.simulator = Simulator(self._scenario)
+                await self.simulator.start()
+                log.warning(
+                    "no %s set: calls go to the bundled Realtime SIMULATOR at %s "
+                    "(a local test double, not the OpenAI service)",
+                    self.config.realtime.api_key_env,
+                    self.simulator.url,
+                )
+                self._connect = connector(self.config.realtime, url=self.simulator.url)
+            else:
+                self._connect = connector(self.config.realtime)
+        if self._ami is None and self.config.ami.enabled:
+            ami_cfg = self.config.ami
+            client = AmiClient(
+                ami_cfg.host,
+                ami_cfg.port,
+                ami_cfg.username,
+                self.config.ami_secret(),
+                action_timeout=ami_cfg.action_timeout_s,
+            )
+            await client.start()  # keeps reconnecting in the background if Asterisk is down
+            self._ami = self._ami_client = client
+        await self.fastagi.start()
+        await self.audiosocket.start()
+
+    def _accept(self, request: AgiRequest) -> str | None:
+        wanted = requested_agent(request)
+        name, _ = self.config.agent(wanted)
+        if wanted and wanted != name:
+            log.warning(
+                "channel %s asked for unknown agent %r: using %r", request.channel, wanted, name
+            )
+        return name
+
+    async def _run_call(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert self._connect is not None
+        call = Call(
+            reader,
+            writer,
+            config=self.config,
+            connect=self._connect,
+            claim=self.pending.claim,
+            ami=self._ami,
+            observers=self._observers,
+        )
+        key = id(call)
+        self.calls[key] = call
+        try:
+            await call.run()
+        finally:
+            del self.calls[key]
+            self.finished_calls += 1
+
+    async def close(self, grace: float = 5.0) -> None:
+        await self.audiosocket.close(grace)
+        await self.fastagi.close()
+        if self._ami_client is not None:
+            await self._ami_client.close()
+        if self.simulator is not None:
+            await self.simulator.close()

@@ -1,0 +1,689 @@
+"""One phone call: the AudioSocket stream, the Realtime session, the playout, the tools.
+
+A ``Call`` owns everything of its call and runs it in one ``asyncio.TaskGroup``
+(ARCHITECTURE rule 2): the caller pump (AudioSocket -> Realtime), the Realtime pump
+(events -> playout, barge-in, tools), the playout pump (one 20 ms frame per deadline to
+Asterisk) and any running tools. When one of them fails or the call ends, the others are
+cancelled and ``finally`` closes both sides. State changes go through one table
+(rule 3) and are logged once.
+
+Who ends the call decides what Asterisk does next:
+- the caller hung up: nothing to send, Asterisk already closed the socket;
+- the agent hung up (tool): ``AGI_BRIDGE_STATUS=completed`` is set over AMI, then the
+  AudioSocket hangup frame; the dialplan sees "completed" and hangs up;
+- the bridge failed (Realtime unreachable, fatal error, malformed stream): hangup frame
+  only, so the dialplan continues to its fallback (message, operator, voicemail).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import enum
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agi_bridge import audio
+from agi_bridge.config import Agent, Config
+from agi_bridge.errors import (
+    AmiError,
+    AudioSocketError,
+    BridgeError,
+    RealtimeError,
+    RealtimeProtocolError,
+)
+from agi_bridge.playout import Pacer, PlayoutBuffer, Released
+from agi_bridge.protocol import audiosocket as asock
+from agi_bridge.protocol import realtime as rt
+from agi_bridge.realtime import Connector, RealtimeSession
+from agi_bridge.tools import IVR_GUIDANCE, ToolSet
+
+log = logging.getLogger(__name__)
+
+# After the last frame of the goodbye has left, the phone's jitter buffer still holds a
+# few tens of ms; hanging up at once would cut the final syllable.
+HANGUP_TAIL_S = 0.3
+# Asterisk reads AudioSocket continuously; this much unsent output means it stopped.
+MAX_WRITE_BACKLOG = 64 * 1024
+INPUT_BATCH_BYTES = 320  # µ-law bytes per input_audio_buffer.append: 40 ms
+STATUS_VARIABLE = "AGI_BRIDGE_STATUS"
+
+
+class State(enum.Enum):
+    CONNECTING = "connecting"  # AudioSocket up, Realtime session being opened
+    ACTIVE = "active"  # conversation running
+    ENDING = "ending"  # tearing down
+    ENDED = "ended"
+
+
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.CONNECTING: frozenset({State.ACTIVE, State.ENDING}),
+    State.ACTIVE: frozenset({State.ENDING}),
+    State.ENDING: frozenset({State.ENDED}),
+    State.ENDED: frozenset(),
+}
+
+
+class EndReason(enum.Enum):
+    CALLER_HANGUP = "caller_hangup"
+    AGENT_HANGUP = "agent_hangup"
+    REALTIME_FAILED = "realtime_failed"
+    PROTOCOL_ERROR = "protocol_error"
+    MAX_DURATION = "max_duration"
+    SHUTDOWN = "shutdown"
+    INTERNAL_ERROR = "internal_error"
+
+
+class CallMeta(Protocol):
+    """Call identity registered by the FastAGI server (see asterisk/agi.py)."""
+
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def caller_id(self) -> str: ...
+
+    @property
+    def dnid(self) -> str: ...
+
+    @property
+    def agent(self) -> str | None: ...
+
+
+class CallAmi(Protocol):
+    """The AMI actions a call uses (implemented by asterisk.ami.AmiClient)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def play_dtmf(self, channel: str, digit: str, duration_ms: int) -> None: ...
+
+    async def setvar(self, channel: str, variable: str, value: str) -> None: ...
+
+
+class _Stop(Exception):
+    """Raised inside the TaskGroup to end the call once its end reason is set."""
+
+
+class IllegalTransition(BridgeError):
+    pass
+
+
+Observer = Callable[["Call", str, dict[str, Any]], None]
+
+
+@dataclass
+class CallStats:
+    """Counters of one call (sizes and times, never audio)."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    audio_frames_out: int = 0
+    late_frames: int = 0
+    skipped_frames: int = 0
+    underruns: int = 0
+    dropped_ms: float = 0.0
+    appends_sent: int = 0
+    truncates_sent: int = 0
+    barge_ins: int = 0
+    tool_calls: int = 0
+    usage: dict[str, int] = field(default_factory=dict)
+    # bounded samples for latency figures (ms)
+    turn_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+    delta_to_frame_ms: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+    frame_to_send_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+
+
+def build_session(cfg: Config, agent: Agent, tools: ToolSet, today: dt.date) -> rt.SessionConfig:
+    """The Realtime session for an agent: µ-law both ways, today's date, IVR guidance."""
+    instructions = f"Today is {today:%A, %B %d, %Y}.\n\n{agent.instructions.strip()}"
+    if agent.ivr_guidance and "send_dtmf" in tools.tools:
+        instructions += "\n\n" + IVR_GUIDANCE
+    td = agent.turn_detection
+    turn: rt.TurnDetection
+    if td.type == "server_vad":
+        turn = rt.ServerVad(
+            threshold=td.threshold,
+            prefix_padding_ms=td.prefix_padding_ms,
+            silence_duration_ms=td.silence_duration_ms,
+            idle_timeout_ms=td.idle_timeout_ms,
+            interrupt_response=td.interrupt_response,
+        )
+    elif td.type == "semantic_vad":
+        turn = rt.SemanticVad(eagerness=td.eagerness, interrupt_response=td.interrupt_response)
+    else:
+        turn = None
+    return rt.SessionConfig(
+        model=agent.model or cfg.realtime.model,
+        instructions=instructions,
+        voice=agent.voice,
+        speed=agent.speed,
+        turn_detection=turn,
+        transcription_model=agent.transcription_model or None,
+        transcription_language=agent.language or None,
+        noise_reduction=agent.noise_reduction or None,
+        max_output_tokens=agent.max_output_tokens,
+        tools=tools.schemas(),
+    )
+
+
+class Call:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        config: Config,
+        connect: Connector,
+        claim: Callable[[str], CallMeta | None] | None = None,
+        ami: CallAmi | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        observers: tuple[Observer, ...] = (),
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._config = config
+        self._connect = connect
+        self._claim = claim
+        self._ami = ami
+        self._clock = clock
+        self._observers = observers
+        self.call_id = "-"
+        self.meta: CallMeta | None = None
+        self.agent_name = ""
+        self.agent = config.agents[config.default_agent]
+        self.state = State.CONNECTING
+        self.end_reason: EndReason | None = None
+        self.end_detail = ""
+        self.stats = CallStats()
+        self.started_at = clock()
+        self._log: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
+            log, {"call_id": "-"}
+        )
+        self._parser = asock.AudioSocketParser()
+        self._playout = PlayoutBuffer(config.limits.playout_buffer_ms)
+        self._tools = ToolSet(())
+        self._rt: RealtimeSession | None = None
+        self._stop = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._tasks: asyncio.TaskGroup | None = None
+        # response bookkeeping: at most one response is active on the service side
+        self._response_requested = False
+        self._active_response: str | None = None
+        self._want_response = False
+        # barge-in: audio of these responses/items is dropped when it still arrives
+        self._cut_responses: deque[str] = deque(maxlen=32)
+        self._cut_items: deque[str] = deque(maxlen=64)
+        self._streaming_items: set[str] = set()
+        self._first_delta_at: dict[str, float] = {}
+        self._handled_calls: deque[str] = deque(maxlen=256)  # call_ids already run
+        self._caller_transcripts: dict[str, str] = {}
+        self._speech_stopped_at: float | None = None
+        self._in_batch = bytearray()
+        self._batch_started_at = 0.0
+        self._resample_state: audio.ResampleState = None
+        self._hangup_frame_sent = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _set_state(self, new: State) -> None:
+        if new not in TRANSITIONS[self.state]:
+            raise IllegalTransition(f"call {self.call_id}: {self.state.value} -> {new.value}")
+        self._log.info("state %s -> %s", self.state.value, new.value)
+        self.state = new
+
+    def end(self, reason: EndReason, detail: str = "") -> None:
+        """Ask the call to end (idempotent: the first reason wins)."""
+        if self.end_reason is None:
+            self.end_reason = reason
+            self.end_detail = detail
+        self._stop.set()
+
+    @property
+    def duration_s(self) -> float:
+        return self._clock() - self.started_at
+
+    async def run(self) -> None:
+        """Run the call to its end. Never raises (except cancellation of the caller)."""
+        try:
+            await self._read_uuid()
+            self._emit(
+                "start",
+                agent=self.agent_name,
+                channel=self.meta.channel if self.meta else "",
+                caller=self.meta.caller_id if self.meta else "",
+                dnid=self.meta.dnid if self.meta else "",
+            )
+            async with asyncio.TaskGroup() as tg:
+                self._tasks = tg
+                tg.create_task(self._supervise())
+                tg.create_task(self._pump_playout())
+                tg.create_task(self._pump_caller())
+                tg.create_task(self._run_session())
+        except* _Stop:
+            pass
+        except* (AudioSocketError, RealtimeProtocolError) as group:
+            self.end(EndReason.PROTOCOL_ERROR, _first(group))
+        except* RealtimeError as group:
+            self.end(EndReason.REALTIME_FAILED, _first(group))
+        except* (ConnectionError, asyncio.IncompleteReadError) as group:
+            self.end(EndReason.CALLER_HANGUP, f"connection lost: {_first(group)}")
+        except* Exception as group:
+            self._log.error("internal error", exc_info=group.exceptions[0])
+            self.end(EndReason.INTERNAL_ERROR, _first(group))
+        finally:
+            await self._finish()
+
+    async def _read_uuid(self) -> None:
+        timeout = self._config.limits.first_frame_timeout_s
+        async with asyncio.timeout(timeout):
+            while True:
+                data = await self._reader.read(4096)
+                if not data:
+                    raise ConnectionError("closed before the UUID frame")
+                events = self._parser.feed(data)
+                if not events:
+                    continue
+                first = events[0]
+                if not isinstance(first, asock.Uuid):
+                    raise AudioSocketError(f"first frame must be the UUID, got {first!r:.60}")
+                break
+        self.call_id = str(first.value)
+        self._log = logging.LoggerAdapter(log, {"call_id": self.call_id})
+        self.meta = self._claim(self.call_id) if self._claim else None
+        if self.meta is None and self._claim is not None:
+            self._log.info("no FastAGI registration for this UUID: default agent, no AMI tools")
+        self.agent_name, self.agent = self._config.agent(self.meta.agent if self.meta else None)
+        self._tools = ToolSet(self.agent.tools)
+        self._handle_caller_events(events[1:])
+
+    async def _supervise(self) -> None:
+        try:
+            async with asyncio.timeout(self._config.limits.max_call_s):
+                await self._stop.wait()
+        except TimeoutError:
+            self.end(EndReason.MAX_DURATION, f"{self._config.limits.max_call_s:.0f} s")
+        raise _Stop
+
+    async def _finish(self) -> None:
+        if self.state is not State.ENDING:
+            self._set_state(State.ENDING)
+        reason = self.end_reason or EndReason.SHUTDOWN
+        try:
+            if reason is EndReason.AGENT_HANGUP:
+                await self._mark_completed()
+            if reason is not EndReason.CALLER_HANGUP:
+                self._send_hangup_frame()
+        finally:
+            if self._rt is not None:
+                try:
+                    await asyncio.wait_for(self._rt.close(), 3)
+                except (TimeoutError, BridgeError, OSError) as exc:
+                    self._log.debug("closing Realtime: %s", exc)
+            self._writer.close()
+            with contextlib.suppress(TimeoutError, OSError):
+                await asyncio.wait_for(self._writer.wait_closed(), 2)
+            self.stats.late_frames, self.stats.skipped_frames = self._pacer_counts
+            self._set_state(State.ENDED)
+            self._log.info(
+                "ended: %s%s after %.1f s (frames out %d, audio %d, late %d, truncates %d)",
+                reason.value,
+                f" ({self.end_detail})" if self.end_detail else "",
+                self.duration_s,
+                self.stats.frames_out,
+                self.stats.audio_frames_out,
+                self.stats.late_frames,
+                self.stats.truncates_sent,
+            )
+            self._emit("end", reason=reason.value, detail=self.end_detail)
+
+    async def _mark_completed(self) -> None:
+        """Tell the dialplan the agent finished the call (so it hangs up, no fallback)."""
+        if self._ami is None or self.meta is None or not self.meta.channel:
+            return
+        try:
+            await self._ami.setvar(self.meta.channel, STATUS_VARIABLE, "completed")
+        except AmiError as exc:
+            self._log.warning("could not set %s over AMI: %s", STATUS_VARIABLE, exc)
+
+    def _send_hangup_frame(self) -> None:
+        if self._hangup_frame_sent or self._writer.is_closing():
+            return
+        self._hangup_frame_sent = True
+        self._writer.write(asock.hangup_frame())
+
+    # ------------------------------------------------------------ caller -> model
+
+    async def _pump_caller(self) -> None:
+        while True:
+            data = await self._reader.read(8192)
+            if not data:
+                self.end(EndReason.CALLER_HANGUP, "AudioSocket closed")
+                return
+            self._handle_caller_events(self._parser.feed(data))
+            if len(self._in_batch) >= INPUT_BATCH_BYTES:
+                await self._flush_caller_audio()
+
+    def _handle_caller_events(self, events: list[asock.Event]) -> None:
+        for ev in events:
+            if isinstance(ev, asock.Audio):
+                self.stats.frames_in += 1
+                pcm = ev.pcm
+                if ev.rate != audio.SAMPLE_RATE:
+                    pcm, self._resample_state = audio.resample_to_8k(
+                        pcm, ev.rate, self._resample_state
+                    )
+                if self._rt is None or self.state is not State.ACTIVE:
+                    continue  # nothing to hear it yet; old audio would only confuse the VAD
+                if not self._in_batch:
+                    self._batch_started_at = self._clock()
+                self._in_batch += audio.slin_to_ulaw(pcm)
+            elif isinstance(ev, asock.Dtmf):
+                self._on_caller_dtmf(ev.digit)
+            elif isinstance(ev, asock.Hangup):
+                self.end(EndReason.CALLER_HANGUP, "hangup frame")
+            elif isinstance(ev, asock.Uuid):
+                self._log.warning("ignoring a second UUID frame %s", ev.value)
+            elif isinstance(ev, asock.Error):
+                self.end(EndReason.PROTOCOL_ERROR, f"error frame from Asterisk {ev.payload!r}")
+
+    async def _flush_caller_audio(self) -> None:
+        if self._rt is None:
+            self._in_batch.clear()
+            return
+        chunk = bytes(self._in_batch)
+        self._in_batch.clear()
+        await self._rt.send(rt.input_audio_append(chunk))
+        self.stats.appends_sent += 1
+        # the oldest frame in the batch waited this long before it left for the model
+        self.stats.frame_to_send_ms.append((self._clock() - self._batch_started_at) * 1000)
+
+    def _on_caller_dtmf(self, digit: str) -> None:
+        self._emit("caller_dtmf", digit=digit)
+        if not self.agent.caller_dtmf_to_model or self._rt is None:
+            return
+        self._spawn(self._send_caller_dtmf(digit))
+
+    async def _send_caller_dtmf(self, digit: str) -> None:
+        assert self._rt is not None
+        await self._rt.send(rt.user_text(f"[caller pressed {digit}]"))
+        await self._request_response()
+
+    # ------------------------------------------------------------ model -> caller
+
+    async def _run_session(self) -> None:
+        try:
+            self._rt = await self._connect(self.agent.model or self._config.realtime.model)
+        except RealtimeError as exc:
+            self.end(EndReason.REALTIME_FAILED, str(exc))
+            return
+        session = build_session(self._config, self.agent, self._tools, dt.date.today())
+        await self._rt.send(rt.session_update(session))
+        self._set_state(State.ACTIVE)
+        if self.agent.greeting:
+            await self._request_response(self.agent.greeting)
+        async for event in self._rt.events():
+            await self._on_event(event)
+        if self.end_reason is None:
+            self.end(EndReason.REALTIME_FAILED, "Realtime session closed by the server")
+
+    async def _on_event(self, ev: rt.ServerEvent) -> None:
+        if isinstance(ev, rt.AudioDelta):
+            self._on_audio_delta(ev)
+        elif isinstance(ev, rt.SpeechStarted):
+            await self._on_speech_started(ev)
+        elif isinstance(ev, rt.SpeechStopped):
+            self._speech_stopped_at = self._clock()
+            self._emit("speech_stopped", item_id=ev.item_id)
+        elif isinstance(ev, rt.ResponseCreated):
+            self._response_requested = False
+            self._active_response = ev.response_id
+        elif isinstance(ev, rt.AudioDone):
+            self._streaming_items.discard(ev.item_id)
+        elif isinstance(ev, rt.FunctionCall):
+            self._dispatch_tool(ev)
+        elif isinstance(ev, rt.ResponseDone):
+            await self._on_response_done(ev)
+        elif isinstance(ev, rt.TranscriptionDelta):
+            if len(self._caller_transcripts) < 64 or ev.item_id in self._caller_transcripts:
+                self._caller_transcripts[ev.item_id] = (
+                    self._caller_transcripts.get(ev.item_id, "") + ev.delta
+                )
+        elif isinstance(ev, rt.TranscriptionCompleted):
+            text = ev.transcript or self._caller_transcripts.get(ev.item_id, "")
+            self._caller_transcripts.pop(ev.item_id, None)
+            self._log.info("caller: %s", text)
+            self._emit("caller_transcript", item_id=ev.item_id, text=text)
+        elif isinstance(ev, rt.TranscriptionFailed):
+            self._caller_transcripts.pop(ev.item_id, None)
+            self._log.warning("caller transcription failed: %s", ev.message)
+        elif isinstance(ev, rt.AudioTranscriptDone):
+            self._log.info("agent: %s", ev.transcript)
+            self._emit("agent_transcript", item_id=ev.item_id, text=ev.transcript)
+        elif isinstance(ev, rt.ErrorEvent):
+            self._on_error(ev)
+        elif isinstance(ev, rt.SessionUpdated):
+            self._log.debug("session updated")
+        elif isinstance(ev, rt.UnknownEvent):
+            self._log.debug("ignoring Realtime event %s", ev.type)
+
+    def _on_audio_delta(self, ev: rt.AudioDelta) -> None:
+        if ev.response_id in self._cut_responses or ev.item_id in self._cut_items:
+            return  # audio of a response the caller interrupted, still in flight
+        if ev.item_id not in self._first_delta_at:
+            if len(self._first_delta_at) >= 64:
+                self._first_delta_at.clear()
+            self._first_delta_at[ev.item_id] = self._clock()
+        self._streaming_items.add(ev.item_id)
+        dropped = self._playout.push(ev.item_id, audio.ulaw_to_slin(ev.audio))
+        self._drained.clear()
+        if dropped:
+            self.stats.dropped_ms += dropped
+            self._log.warning("playout buffer full: dropped %.0f ms of agent audio", dropped)
+
+    async def _on_speech_started(self, ev: rt.SpeechStarted) -> None:
+        self._emit("speech_started", item_id=ev.item_id)
+        if not self.agent.turn_detection.interrupt_response or not self._playout.audible:
+            return
+        # barge-in: the caller talks over the agent. Stop the audio now, and tell the model
+        # how much of its item the caller actually heard.
+        item = self._playout.current_item
+        cleared = self._playout.clear()
+        self._drained.set()
+        self.stats.barge_ins += 1
+        self._cut_items.extend(cleared.items)
+        if self._active_response:
+            self._cut_responses.append(self._active_response)
+        heard_ms = self._playout.released_ms(item) if item else 0
+        self._log.info(
+            "barge-in: cleared %.0f ms of agent audio, heard %d ms of %s",
+            cleared.dropped_ms,
+            heard_ms,
+            item,
+        )
+        self._emit("barge_in", item_id=item, audio_end_ms=heard_ms, dropped_ms=cleared.dropped_ms)
+        if item and heard_ms > 0 and self._rt is not None:
+            await self._rt.send(rt.item_truncate(item, heard_ms))
+            self.stats.truncates_sent += 1
+
+    async def _on_response_done(self, ev: rt.ResponseDone) -> None:
+        if self._active_response == ev.response_id or not ev.response_id:
+            self._active_response = None
+        self._add_usage(ev.usage)
+        self._emit("response_done", response_id=ev.response_id, status=ev.status, usage=ev.usage)
+        for fc in ev.function_calls():
+            self._dispatch_tool(fc)
+        if self._want_response and not self._response_active:
+            self._want_response = False
+            await self._request_response()
+
+    def _on_error(self, ev: rt.ErrorEvent) -> None:
+        self._log.warning(
+            "Realtime error %s (%s): %s%s%s",
+            ev.code or "-",
+            ev.type or "-",
+            ev.message,
+            f" param={ev.param}" if ev.param else "",
+            f" caused by event {ev.event_id}" if ev.event_id else "",
+        )
+        self._emit("realtime_error", code=ev.code, message=ev.message)
+        if ev.code == "conversation_already_has_active_response":
+            self._want_response = True  # ask again when the active one is done
+        if ev.code in rt.FATAL_ERROR_CODES:
+            self.end(EndReason.REALTIME_FAILED, f"{ev.code}: {ev.message}")
+
+    @property
+    def _response_active(self) -> bool:
+        return self._response_requested or self._active_response is not None
+
+    async def _request_response(self, instructions: str | None = None) -> None:
+        """``response.create`` now, or as soon as the active response is done."""
+        if self._rt is None:
+            return
+        if self._response_active:
+            self._want_response = True
+            return
+        self._response_requested = True
+        await self._rt.send(rt.response_create(instructions))
+
+    def _add_usage(self, usage: dict[str, Any]) -> None:
+        def add(key: str, value: Any) -> None:
+            if isinstance(value, int) and not isinstance(value, bool):
+                self.stats.usage[key] = self.stats.usage.get(key, 0) + value
+
+        for key in ("input_tokens", "output_tokens", "total_tokens"):
+            add(key, usage.get(key))
+        for group in ("input_token_details", "output_token_details"):
+            details = usage.get(group)
+            if isinstance(details, dict):
+                prefix = group.split("_")[0]
+                for key, value in details.items():
+                    add(f"{prefix}_{key}", value)
+
+    # --------------------------------------------------------------------- playout
+
+    async def _pump_playout(self) -> None:
+        pacer = Pacer(self._clock)
+        self._pacer = pacer
+        write = self._writer.write
+        while not self._writer.is_closing():
+            for _ in range(pacer.due()):
+                released = self._playout.next_frame()
+                write(asock.audio_frame(released.pcm))
+                self._on_released(released)
+            if self._writer.transport.get_write_buffer_size() > MAX_WRITE_BACKLOG:
+                raise AudioSocketError("Asterisk stopped reading AudioSocket (64 KiB backlog)")
+            delay = pacer.next_deadline - self._clock()
+            await asyncio.sleep(delay if delay > 0 else 0)
+
+    @property
+    def _pacer_counts(self) -> tuple[int, int]:
+        pacer: Pacer | None = getattr(self, "_pacer", None)
+        return (pacer.late_frames, pacer.skipped_frames) if pacer else (0, 0)
+
+    def _on_released(self, released: Released) -> None:
+        self.stats.frames_out += 1
+        if released.silent:
+            if self._streaming_items:
+                self.stats.underruns += 1  # the model is still sending, we ran dry
+            self._drained.set()
+            return
+        self.stats.audio_frames_out += 1
+        now = self._clock()
+        for item in released.items:
+            first = self._first_delta_at.pop(item, None)
+            if first is None:
+                continue
+            self.stats.delta_to_frame_ms.append((now - first) * 1000)
+            if self._speech_stopped_at is not None:
+                latency = (now - self._speech_stopped_at) * 1000
+                self.stats.turn_latency_ms.append(latency)
+                self._speech_stopped_at = None
+                self._emit("turn_latency", item_id=item, ms=round(latency, 1))
+        if not self._playout.audible:
+            self._drained.set()
+
+    async def wait_drained(self, timeout: float) -> bool:
+        """Wait until every queued agent frame has been released to Asterisk."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self._playout.audible:
+                    self._drained.clear()
+                    await self._drained.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    # ----------------------------------------------------------------------- tools
+
+    def _dispatch_tool(self, fc: rt.FunctionCall) -> None:
+        if not fc.call_id or fc.call_id in self._handled_calls:
+            return  # the service reports a call in several events; act once
+        self._handled_calls.append(fc.call_id)
+        self.stats.tool_calls += 1
+        self._spawn(self._run_tool(fc))
+
+    async def _run_tool(self, fc: rt.FunctionCall) -> None:
+        self._log.info("tool %s(%s)", fc.name, fc.arguments[:200])
+        self._emit("tool_call", name=fc.name, arguments=fc.arguments, call_id=fc.call_id)
+        result = await self._tools.run(self, fc.name, fc.arguments)
+        self._log.info("tool %s -> %s", fc.name, json.dumps(result)[:200])
+        self._emit("tool_result", name=fc.name, result=result, call_id=fc.call_id)
+        if self._stop.is_set() or self._rt is None:
+            return
+        await self._rt.send(rt.function_call_output(fc.call_id, json.dumps(result)))
+        if self._tools.continues(fc.name) or not result.get("ok"):
+            await self._request_response()
+
+    def _spawn(self, coro: Any) -> None:
+        if self._tasks is None or self._stop.is_set():
+            coro.close()
+            return
+        self._tasks.create_task(coro)
+
+    # CallControls (used by tools)
+
+    async def play_dtmf(self, digit: str) -> None:
+        if self._ami is None:
+            raise AmiError("DTMF needs AMI, which is not configured")
+        if self.meta is None or not self.meta.channel:
+            raise AmiError("the channel of this call is unknown (no FastAGI registration)")
+        dtmf = self._config.dtmf
+        await self._ami.play_dtmf(self.meta.channel, digit, dtmf.duration_ms)
+        self._emit("dtmf_sent", digit=digit)
+        # PlayDTMF only queues the digit: wait for it to play, then the inter-digit gap
+        await asyncio.sleep((dtmf.duration_ms + dtmf.gap_ms) / 1000)
+
+    async def dtmf_pause(self) -> None:
+        await asyncio.sleep(self._config.dtmf.pause_ms / 1000)
+
+    async def end_call(self, reason: str) -> None:
+        self._log.info("agent hangs up: %s", reason)
+        drained = await self.wait_drained(self._config.limits.hangup_drain_timeout_s)
+        if not drained:
+            self._log.warning("goodbye audio still queued after the drain timeout; hanging up")
+        await asyncio.sleep(HANGUP_TAIL_S)
+        self.end(EndReason.AGENT_HANGUP, reason)
+
+    # ----------------------------------------------------------------- observation
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        for observer in self._observers:
+            try:
+                observer(self, kind, data)
+            except Exception:  # an observer bug must not end the call
+                self._log.exception("observer failed on %s", kind)
+
+
+def _first(group: BaseExceptionGroup[Any]) -> str:
+    exc = group.exceptions[0]
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,184 @@
+"""``agi-bridge``: serve | simulate | demo | check. Thin: parse, load config, run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import shutil
+import signal
+import sys
+import wave
+from typing import Any
+
+from agi_bridge import __version__
+from agi_bridge.config import Config, load
+from agi_bridge.errors import ConfigError
+
+log = logging.getLogger("agi_bridge")
+
+
+class _CallIdFilter(logging.Filter):
+    """Every record gets a call_id (``-`` outside a call) so formats can always use it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "call_id"):
+            record.call_id = "-"
+        return True
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "call_id": getattr(record, "call_id", "-"),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler()
+    handler.addFilter(_CallIdFilter())
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s [%(call_id)s] %(name)s: %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+
+
+def _load(path: str | None) -> Config:
+    return load(path)
+
+
+async def _serve(cfg: Config) -> None:
+    from agi_bridge.app import Bridge
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with Bridge(cfg):
+        log.info("agi-bridge %s ready (config %s)", __version__, cfg.source or "built-in")
+        await stop.wait()
+        log.info("shutting down: finishing live calls")
+
+
+async def _simulate(host: str, port: int, scenario_file: str | None) -> None:
+    from agi_bridge.simulator import Scenario, run_simulator
+
+    scenario = Scenario.from_yaml(scenario_file) if scenario_file else None
+    await run_simulator(host, port, scenario)
+
+
+async def _demo(cfg: Config, say: str, wav_out: str) -> int:
+    """One whole call offline: bridge + simulator + a virtual caller over AudioSocket."""
+    import dataclasses
+
+    from agi_bridge.app import Bridge
+    from agi_bridge.call import Call
+    from agi_bridge.virtual_caller import VirtualCaller, espeak
+
+    cfg = dataclasses.replace(
+        cfg,
+        listen=dataclasses.replace(cfg.listen, audiosocket="127.0.0.1:0", fastagi="127.0.0.1:0"),
+        ami=dataclasses.replace(cfg.ami, enabled=False),
+    )
+
+    def show(call: Call, kind: str, data: dict[str, Any]) -> None:
+        t = f"{call.duration_s:5.1f}s"
+        if kind == "agent_transcript":
+            print(f"{t}  agent : {data['text']}", flush=True)
+        elif kind == "caller_transcript":
+            print(f"{t}  caller: {data['text']}", flush=True)
+        elif kind == "turn_latency":
+            print(f"{t}  (first agent audio {data['ms']:.0f} ms after the caller stopped)")
+        elif kind == "end":
+            print(f"{t}  call ended: {data['reason']} {data['detail']}", flush=True)
+
+    async with Bridge(cfg, observers=(show,)) as bridge:
+        if bridge.simulator is not None:
+            print(f"Realtime: bundled SIMULATOR at {bridge.simulator.url} (no OPENAI_API_KEY)")
+        if shutil.which("espeak-ng"):
+            speech = espeak(say)
+        else:
+            from agi_bridge.simulator.synth import render_word
+
+            speech = b"".join(render_word(w, 320, 8000, i).tobytes() for i, w in
+                              enumerate(say.split()))
+        async with VirtualCaller("127.0.0.1", bridge.audiosocket.port) as caller:
+            print(f"virtual caller connected (call {caller.uuid})")
+            await asyncio.sleep(4.0)  # listen to the greeting
+            print(f"       caller says: {say!r} ({len(speech) / 16000:.1f} s of audio)")
+            caller.say(speech)
+            await caller.wait_spoken()
+            await asyncio.sleep(5.0)  # listen to the answer
+            caller.hangup()
+            await asyncio.sleep(0.3)
+        heard = bytes(caller.heard.pcm)
+    with wave.open(wav_out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(heard)
+    print(f"what the caller heard: {wav_out} ({len(heard) / 16000:.1f} s)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agi-bridge", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the bridge (AudioSocket + FastAGI + AMI)")
+    p.add_argument("-c", "--config", help="YAML config file (default: built-in defaults)")
+
+    p = sub.add_parser("simulate", help="run the local Realtime-protocol simulator (test double)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--scenario", help="scenario YAML file")
+
+    p = sub.add_parser("demo", help="one offline call: bridge + simulator + virtual caller")
+    p.add_argument("-c", "--config")
+    p.add_argument("--say", default="Hello, I would like to know your opening hours please.")
+    p.add_argument("--wav", default="demo-heard.wav", help="where to write what the caller heard")
+
+    p = sub.add_parser("check", help="validate a config file")
+    p.add_argument("-c", "--config", required=True)
+
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    try:
+        if args.command == "serve":
+            asyncio.run(_serve(_load(args.config)))
+        elif args.command == "simulate":
+            asyncio.run(_simulate(args.host, args.port, args.scenario))
+        elif args.command == "demo":
+            return asyncio.run(_demo(_load(args.config), args.say, args.wav))
+        elif args.command == "check":
+            cfg = _load(args.config)
+            print(f"{args.config}: OK ({len(cfg.agents)} agents: {', '.join(cfg.agents)})")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,409 @@
+"""OpenAI Realtime GA events, sans-I/O: client event builders and a server event parser.
+
+Only the GA protocol (REFERENCE §5). Builders return plain dicts (``encode()`` makes the
+JSON text); the parser turns a server message into a typed event. Event types this module
+does not model become ``UnknownEvent``: the service adds new ones over time and a bridge
+must keep going (ARCHITECTURE rule 7).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agi_bridge.errors import RealtimeProtocolError
+
+VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
+EAGERNESS = ("low", "medium", "high", "auto")
+NOISE_REDUCTION = ("near_field", "far_field")
+AUDIO_FORMAT = "audio/pcmu"  # G.711 µ-law at 8 kHz: what the phone network carries
+
+
+# ---------------------------------------------------------------------------- session
+
+
+@dataclass(frozen=True, slots=True)
+class ServerVad:
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+    idle_timeout_ms: int | None = None
+    create_response: bool = True
+    interrupt_response: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": "server_vad",
+            "threshold": self.threshold,
+            "prefix_padding_ms": self.prefix_padding_ms,
+            "silence_duration_ms": self.silence_duration_ms,
+            "create_response": self.create_response,
+            "interrupt_response": self.interrupt_response,
+        }
+        if self.idle_timeout_ms is not None:
+            out["idle_timeout_ms"] = self.idle_timeout_ms
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticVad:
+    eagerness: str = "auto"
+    create_response: bool = True
+    interrupt_response: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": "semantic_vad",
+            "eagerness": self.eagerness,
+            "create_response": self.create_response,
+            "interrupt_response": self.interrupt_response,
+        }
+
+
+TurnDetection = ServerVad | SemanticVad | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """What the bridge asks of a Realtime session (GA ``session.update``)."""
+
+    model: str = "gpt-realtime"
+    instructions: str = ""
+    voice: str = "marin"
+    speed: float = 1.0
+    turn_detection: TurnDetection = field(default_factory=SemanticVad)
+    transcription_model: str | None = "gpt-4o-mini-transcribe"
+    transcription_language: str | None = None
+    noise_reduction: str | None = None
+    max_output_tokens: int | Literal["inf"] = "inf"
+    tools: tuple[dict[str, Any], ...] = ()
+
+
+def session_update(cfg: SessionConfig) -> dict[str, Any]:
+    """``session.update`` in the GA shape: µ-law in and out, so no resampling anywhere."""
+    audio_in: dict[str, Any] = {
+        "format": {"type": AUDIO_FORMAT},
+        "turn_detection": cfg.turn_detection.to_json() if cfg.turn_detection else None,
+    }
+    if cfg.transcription_model:
+        transcription: dict[str, Any] = {"model": cfg.transcription_model}
+        if cfg.transcription_language:
+            transcription["language"] = cfg.transcription_language
+        audio_in["transcription"] = transcription
+    if cfg.noise_reduction:
+        audio_in["noise_reduction"] = {"type": cfg.noise_reduction}
+    session: dict[str, Any] = {
+        "type": "realtime",
+        "model": cfg.model,
+        "instructions": cfg.instructions,
+        "output_modalities": ["audio"],
+        "audio": {
+            "input": audio_in,
+            "output": {"format": {"type": AUDIO_FORMAT}, "voice": cfg.voice, "speed": cfg.speed},
+        },
+        "max_output_tokens": cfg.max_output_tokens,
+    }
+    if cfg.tools:
+        session["tools"] = list(cfg.tools)
+        session["tool_choice"] = "auto"
+    return {"type": "session.update", "session": session}
+
+
+# --------------------------------------------------------------------- client events
+
+
+def input_audio_append(ulaw: bytes) -> dict[str, Any]:
+    return {"type": "input_audio_buffer.append", "audio": base64.b64encode(ulaw).decode("ascii")}
+
+
+def input_audio_commit() -> dict[str, Any]:
+    return {"type": "input_audio_buffer.commit"}
+
+
+def response_create(instructions: str | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {"type": "response.create"}
+    if instructions:
+        event["response"] = {"instructions": instructions}
+    return event
+
+
+def response_cancel() -> dict[str, Any]:
+    return {"type": "response.cancel"}
+
+
+def item_truncate(item_id: str, audio_end_ms: int) -> dict[str, Any]:
+    return {
+        "type": "conversation.item.truncate",
+        "item_id": item_id,
+        "content_index": 0,
+        "audio_end_ms": audio_end_ms,
+    }
+
+
+def function_call_output(call_id: str, output: str) -> dict[str, Any]:
+    return {
+        "type": "conversation.item.create",
+        "item": {"type": "function_call_output", "call_id": call_id, "output": output},
+    }
+
+
+def user_text(text: str) -> dict[str, Any]:
+    return {
+        "type": "conversation.item.create",
+        "item": {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": text}],
+        },
+    }
+
+
+def encode(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"))
+
+
+# --------------------------------------------------------------------- server events
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCreated:
+    session: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdated:
+    session: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    item_id: str
+    audio_start_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped:
+    item_id: str
+    audio_end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class InputCommitted:
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionDelta:
+    item_id: str
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionCompleted:
+    item_id: str
+    transcript: str
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionFailed:
+    item_id: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCreated:
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDelta:
+    response_id: str
+    item_id: str
+    audio: bytes  # decoded from base64: µ-law, as negotiated
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDone:
+    response_id: str
+    item_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AudioTranscriptDelta:
+    item_id: str
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class AudioTranscriptDone:
+    item_id: str
+    transcript: str
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCall:
+    """A complete function call (from ``function_call_arguments.done`` or an output item)."""
+
+    call_id: str
+    name: str
+    arguments: str
+    item_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseDone:
+    response_id: str
+    status: str
+    status_details: dict[str, Any] | None
+    output: list[dict[str, Any]]
+    usage: dict[str, Any]
+
+    def function_calls(self) -> list[FunctionCall]:
+        return [
+            FunctionCall(
+                str(item.get("call_id", "")),
+                str(item.get("name", "")),
+                str(item.get("arguments", "")),
+                str(item.get("id", "")),
+            )
+            for item in self.output
+            if item.get("type") == "function_call"
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class ItemTruncated:
+    item_id: str
+    audio_end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    type: str
+    code: str
+    message: str
+    param: str
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownEvent:
+    """Any event type not modelled here (logged at debug, never fatal)."""
+
+    type: str
+    raw: dict[str, Any]
+
+
+ServerEvent = (
+    SessionCreated
+    | SessionUpdated
+    | SpeechStarted
+    | SpeechStopped
+    | InputCommitted
+    | TranscriptionDelta
+    | TranscriptionCompleted
+    | TranscriptionFailed
+    | ResponseCreated
+    | AudioDelta
+    | AudioDone
+    | AudioTranscriptDelta
+    | AudioTranscriptDone
+    | FunctionCall
+    | ResponseDone
+    | ItemTruncated
+    | ErrorEvent
+    | UnknownEvent
+)
+
+# Errors after which the session cannot go on (the call ends and the dialplan falls back).
+FATAL_ERROR_CODES = frozenset(
+    {"session_expired", "invalid_api_key", "insufficient_quota", "model_not_found"}
+)
+
+
+def _s(obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _i(obj: dict[str, Any], key: str) -> int:
+    value = obj.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _d(obj: dict[str, Any], key: str) -> dict[str, Any]:
+    value = obj.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def parse_server_event(message: str | bytes) -> ServerEvent:
+    """Parse one websocket message from the Realtime service."""
+    try:
+        obj = json.loads(message)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RealtimeProtocolError(f"Realtime message is not JSON: {exc}") from exc
+    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+        raise RealtimeProtocolError("Realtime message is not an object with a string 'type'")
+    kind: str = obj["type"]
+    match kind:
+        case "response.output_audio.delta":
+            try:
+                audio = base64.b64decode(_s(obj, "delta"), validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise RealtimeProtocolError(f"{kind}: delta is not base64: {exc}") from exc
+            return AudioDelta(_s(obj, "response_id"), _s(obj, "item_id"), audio)
+        case "input_audio_buffer.speech_started":
+            return SpeechStarted(_s(obj, "item_id"), _i(obj, "audio_start_ms"))
+        case "input_audio_buffer.speech_stopped":
+            return SpeechStopped(_s(obj, "item_id"), _i(obj, "audio_end_ms"))
+        case "input_audio_buffer.committed":
+            return InputCommitted(_s(obj, "item_id"))
+        case "conversation.item.input_audio_transcription.delta":
+            return TranscriptionDelta(_s(obj, "item_id"), _s(obj, "delta"))
+        case "conversation.item.input_audio_transcription.completed":
+            return TranscriptionCompleted(_s(obj, "item_id"), _s(obj, "transcript"))
+        case "conversation.item.input_audio_transcription.failed":
+            return TranscriptionFailed(_s(obj, "item_id"), _s(_d(obj, "error"), "message"))
+        case "response.created":
+            return ResponseCreated(_s(_d(obj, "response"), "id"))
+        case "response.output_audio.done":
+            return AudioDone(_s(obj, "response_id"), _s(obj, "item_id"))
+        case "response.output_audio_transcript.delta":
+            return AudioTranscriptDelta(_s(obj, "item_id"), _s(obj, "delta"))
+        case "response.output_audio_transcript.done":
+            return AudioTranscriptDone(_s(obj, "item_id"), _s(obj, "transcript"))
+        case "response.function_call_arguments.done":
+            return FunctionCall(
+                _s(obj, "call_id"), _s(obj, "name"), _s(obj, "arguments"), _s(obj, "item_id")
+            )
+        case "response.done":
+            resp = _d(obj, "response")
+            output = resp.get("output")
+            details = resp.get("status_details")
+            return ResponseDone(
+                _s(resp, "id"),
+                _s(resp, "status"),
+                details if isinstance(details, dict) else None,
+                [o for o in output if isinstance(o, dict)] if isinstance(output, list) else [],
+                _d(resp, "usage"),
+            )
+        case "conversation.item.truncated":
+            return ItemTruncated(_s(obj, "item_id"), _i(obj, "audio_end_ms"))
+        case "session.created":
+            return SessionCreated(_d(obj, "session"))
+        case "session.updated":
+            return SessionUpdated(_d(obj, "session"))
+        case "error":
+            err = _d(obj, "error")
+            return ErrorEvent(
+                _s(err, "type"),
+                _s(err, "code"),
+                _s(err, "message"),
+                _s(err, "param"),
+                _s(err, "event_id"),
+            )
+        case _:
+            return UnknownEvent(kind, obj)

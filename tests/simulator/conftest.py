@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from agi_bridge.simulator import Simulator
+from tests.simulator.helpers import fast
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    async with Simulator(fast()) as simulator:
+        yield simulator
