@@ -1,8 +1,8 @@
 """The Bridge: wires the servers from the config and keeps the registry of live calls.
 
-    FastAGI (call identity) ─┐
-                             ├─> Call (one per AudioSocket connection) ─> Realtime
-    AudioSocket (audio)  ────┘            └─> AMI (one shared connection: tools)
+FastAGI (call identity) ─┐
+                         ├─> Call (one per AudioSocket connection) ─> Realtime
+AudioSocket (audio)  ────┘            └─> AMI (one shared connection: tools)
 """
 
 from __future__ import annotations
@@ -79,9 +79,9 @@ class Bridge:
     async def start(self) -> None:
         if self._connect is None:
             if uses_simulator(self.config):
-                from agi_bridge.simulator import Simulator
+                from agi_bridge.simulator import Simulator, demo_scenario
 
-                self.simulator = Simulator(self._scenario)
+                self.simulator = Simulator(self._scenario or demo_scenario())
                 await self.simulator.start()
                 log.warning(
                     "no %s set: calls go to the bundled Realtime SIMULATOR at %s "

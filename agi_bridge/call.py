@@ -138,6 +138,8 @@ class CallStats:
     turn_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=256))
     delta_to_frame_ms: deque[float] = field(default_factory=lambda: deque(maxlen=256))
     frame_to_send_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+    # monotonic write time of the last frames to Asterisk (30 s), for pacing figures
+    frame_times: deque[float] = field(default_factory=lambda: deque(maxlen=1500))
 
 
 def build_session(cfg: Config, agent: Agent, tools: ToolSet, today: dt.date) -> rt.SessionConfig:
@@ -577,6 +579,7 @@ class Call:
             for _ in range(pacer.due()):
                 released = self._playout.next_frame()
                 write(asock.audio_frame(released.pcm))
+                self.stats.frame_times.append(self._clock())
                 self._on_released(released)
             if self._writer.transport.get_write_buffer_size() > MAX_WRITE_BACKLOG:
                 raise AudioSocketError("Asterisk stopped reading AudioSocket (64 KiB backlog)")

@@ -103,6 +103,12 @@ async def _demo(cfg: Config, say: str, wav_out: str) -> int:
             print(f"{t}  agent : {data['text']}", flush=True)
         elif kind == "caller_transcript":
             print(f"{t}  caller: {data['text']}", flush=True)
+        elif kind == "barge_in":
+            print(
+                f"{t}  (caller talked over the agent: playout cleared, item truncated at "
+                f"{data['audio_end_ms']} ms heard)",
+                flush=True,
+            )
         elif kind == "turn_latency":
             print(f"{t}  (first agent audio {data['ms']:.0f} ms after the caller stopped)")
         elif kind == "end":
@@ -116,8 +122,9 @@ async def _demo(cfg: Config, say: str, wav_out: str) -> int:
         else:
             from agi_bridge.simulator.synth import render_word
 
-            speech = b"".join(render_word(w, 320, 8000, i).tobytes() for i, w in
-                              enumerate(say.split()))
+            speech = b"".join(
+                render_word(w, 320, 8000, i).tobytes() for i, w in enumerate(say.split())
+            )
         async with VirtualCaller("127.0.0.1", bridge.audiosocket.port) as caller:
             print(f"virtual caller connected (call {caller.uuid})")
             await asyncio.sleep(4.0)  # listen to the greeting
@@ -140,7 +147,7 @@ async def _demo(cfg: Config, say: str, wav_out: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agi-bridge", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", help="DEBUG, INFO (default), WARNING; demo: WARNING")
     parser.add_argument("--log-format", choices=("text", "json"), default="text")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -161,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-c", "--config", required=True)
 
     args = parser.parse_args(argv)
-    setup_logging(args.log_level, args.log_format)
+    setup_logging(
+        args.log_level or ("WARNING" if args.command == "demo" else "INFO"), args.log_format
+    )
     try:
         if args.command == "serve":
             asyncio.run(_serve(_load(args.config)))

@@ -209,8 +209,7 @@ async def test_caller_dtmf_reaches_model_as_text(
         caller.press("5")
         await until(
             lambda: any(
-                e.get("type") == "conversation.item.create"
-                for e in simulator.sessions[0].received
+                e.get("type") == "conversation.item.create" for e in simulator.sessions[0].received
             ),
             what="user text item",
         )

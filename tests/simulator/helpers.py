@@ -53,6 +53,10 @@ class Client:
                 if event["type"] == kind:
                     return event
 
+    def find(self, kind: str) -> dict[str, Any]:
+        """The first event of type ``kind`` already seen."""
+        return next(e for e in self.seen if e["type"] == kind)
+
     async def until(self, kind: str, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Every event up to and including the next ``kind``."""
         start = len(self.seen)
@@ -69,9 +73,15 @@ class Client:
             await self.send("input_audio_buffer.append", audio=piece)
 
 
+OPENED: list[Client] = []  # closed after each test by the autouse fixture in conftest
+
+
 async def open_client(url: str, headers: dict[str, str] | None = None) -> Client:
-    ws = await connect(url, additional_headers=AUTH if headers is None else headers)
+    # max_queue=None: a test that stops reading must not stall the close handshake behind a
+    # full receive buffer (a real bridge reads continuously).
+    ws = await connect(url, additional_headers=AUTH if headers is None else headers, max_queue=None)
     client = Client(ws)
+    OPENED.append(client)
     await client.expect("session.created")
     return client
 
