@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+from agi_bridge.simulator.events import new_id
+from agi_bridge.simulator.schema import SchemaError
 from agi_bridge.simulator.usage import Context
 
 
@@ -87,3 +90,72 @@ class Conversation:
             else:
                 chars += len(item.text) + len(item.arguments) + len(item.output)
         return Context(caller, assistant, chars)
+
+
+def item_from_client(raw: dict[str, Any], known_calls: Collection[str]) -> ConvItem:
+    """Validate a ``conversation.item.create`` item like the service; ``known_calls`` are
+    the call ids a ``function_call_output`` may answer."""
+    given = raw.get("id")
+    item_id = given if isinstance(given, str) else new_id("item")
+    kind = raw.get("type")
+    if kind == "function_call_output":
+        call_id, output = raw.get("call_id"), raw.get("output")
+        if not isinstance(call_id, str) or not isinstance(output, str):
+            raise SchemaError(
+                "invalid_type",
+                "'item.call_id' and 'item.output' must be strings.",
+                "item.output",
+            )
+        if call_id not in known_calls:
+            raise SchemaError(
+                "invalid_value",
+                f"Invalid 'item.call_id': no function call with call_id '{call_id}' was found.",
+                "item.call_id",
+            )
+        return ConvItem(item_id, kind, call_id=call_id, output=output)
+    if kind == "function_call":
+        call_id, name = raw.get("call_id"), raw.get("name")
+        if not isinstance(call_id, str) or not isinstance(name, str):
+            raise SchemaError(
+                "invalid_type", "'item.call_id' and 'item.name' must be strings.", "item"
+            )
+            return ConvItem(
+                item_id, kind, call_id=call_id, name=name, arguments=str(raw.get("arguments", ""))
+            )
+    if kind != "message":
+        raise SchemaError(
+            "invalid_value",
+            f"Invalid value: {kind!r}. Supported values are: 'message', 'function_call', "
+            "and 'function_call_output'.",
+            "item.type",
+        )
+    role = raw.get("role")
+    allowed = {
+        "user": ("input_text", "input_audio"),
+        "system": ("input_text",),
+        "assistant": ("output_text", "output_audio"),
+    }
+    if role not in allowed:
+        raise SchemaError(
+            "invalid_value",
+            f"Invalid value: {role!r}. Supported values are: 'user', 'assistant', and 'system'.",
+            "item.role",
+        )
+    content = raw.get("content")
+    if (
+        not isinstance(content, list)
+        or not content
+        or not all(isinstance(c, dict) for c in content)
+    ):
+        raise SchemaError(
+            "invalid_type", "'item.content' must be a non-empty array.", "item.content"
+        )
+    part_type = content[0].get("type")
+    if part_type not in allowed[role]:
+        raise SchemaError(
+            "invalid_value",
+            f"Invalid value: {part_type!r} for a {role} message.",
+            "item.content[0].type",
+        )
+    text = " ".join(str(c.get("text") or c.get("transcript") or "") for c in content)
+    return ConvItem(item_id, "message", role=role, content_type=part_type, text=text)

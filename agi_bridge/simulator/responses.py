@@ -56,6 +56,7 @@ class ResponseRecord:
     status: str = "in_progress"
     status_details: dict[str, Any] | None = None
     audio_ms: float = 0.0  # assistant audio sent, all items
+    item_audio_ms: dict[str, float] = field(default_factory=dict)  # per audio item
     usage: dict[str, Any] | None = None
 
 
@@ -86,11 +87,11 @@ class ResponseRun:
         self.stop_reason: str | None = None
         self.incomplete_reason: str | None = None
         self.output: list[ConvItem] = []
-        self.current: ConvItem | None = None
         self.out_text_chars = 0
         self._wake = asyncio.Event()
         self.finished = asyncio.Event()
         self.conversation_id = new_id("conv") if params.in_conversation else None
+        self._previous: dict[str, str | None] = {}  # item id -> previous_item_id
         self.context = Context()  # what the response reads (set by the session, for usage)
 
     @property
@@ -181,7 +182,6 @@ class ResponseRun:
     async def _add_item(self, item: ConvItem, index: int) -> None:
         self.output.append(item)
         self.record.item_ids.append(item.id)
-        self.current = item
         await self.host.send(
             event(
                 "response.output_item.added",
@@ -192,6 +192,7 @@ class ResponseRun:
         )
         if self.params.in_conversation:
             previous = self.host.conversation.add(item)
+            self._previous[item.id] = previous
             await self.host.send(
                 event("conversation.item.added", previous_item_id=previous, item=item.to_json())
             )
@@ -199,7 +200,6 @@ class ResponseRun:
     async def _close_item(self, item: ConvItem, index: int) -> None:
         item.streaming = False
         item.status = "incomplete" if self.halted or item.stop_audio else "completed"
-        self.current = None
         await self.host.send(
             event(
                 "response.output_item.done",
@@ -209,7 +209,13 @@ class ResponseRun:
             )
         )
         if self.params.in_conversation:
-            await self.host.send(event("conversation.item.done", item=item.to_json()))
+            await self.host.send(
+                event(
+                    "conversation.item.done",
+                    previous_item_id=self._previous.get(item.id),
+                    item=item.to_json(),
+                )
+            )
 
     async def _message(self, text: str, index: int) -> None:
         audio = self.params.modality == "audio"
@@ -284,6 +290,7 @@ class ResponseRun:
             item.produced_ms += ms
             item.audio_ms = item.produced_ms
             self.record.audio_ms += ms
+            self.record.item_audio_ms[item.id] = item.produced_ms
             await self.host.send(event("response.output_audio.delta", **where, delta=payload))
             if sc.send_unknown_events and n % UNKNOWN_EVENT_EVERY == 0:
                 await self._unknown()

@@ -27,7 +27,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from agi_bridge.simulator.codec import AudioFormat
-from agi_bridge.simulator.conversation import Conversation, ConvItem
+from agi_bridge.simulator.conversation import Conversation, ConvItem, item_from_client
 from agi_bridge.simulator.events import error, event, new_id, rate_limits
 from agi_bridge.simulator.responses import ResponseParams, ResponseRecord, ResponseRun
 from agi_bridge.simulator.scenario import Scenario, Turn
@@ -228,6 +228,8 @@ class SimSession:
             obj = json.loads(message)
         except ValueError as exc:  # UnicodeDecodeError is a ValueError too
             self.received_counts["<invalid json>"] += 1
+            invalid = {"type": "<invalid json>", "size": len(message)}
+            _append_capped(self.received, invalid, self._limits.max_records)
             await self.send(
                 error("invalid_json", f"Invalid JSON: the message could not be parsed ({exc}).")
             )
@@ -468,7 +470,9 @@ class SimSession:
                 f"Invalid 'previous_item_id': no item with id '{previous_id}' was found.",
                 "previous_item_id",
             )
-        item = self._client_item(raw)
+        item = item_from_client(raw, self._calls)
+        if item.type == "function_call":
+            self.register_call(item.call_id, item.name)
         if item.id in self.conversation:
             raise SchemaError(
                 "invalid_value", f"Item with id '{item.id}' already exists.", "item.id"
@@ -494,74 +498,6 @@ class SimSession:
         await self.send(
             event("conversation.item.done", previous_item_id=previous, item=item.to_json())
         )
-
-    def _client_item(self, raw: dict[str, Any]) -> ConvItem:
-        given = raw.get("id")
-        item_id = given if isinstance(given, str) else new_id("item")
-        kind = raw.get("type")
-        if kind == "function_call_output":
-            call_id, output = raw.get("call_id"), raw.get("output")
-            if not isinstance(call_id, str) or not isinstance(output, str):
-                raise SchemaError(
-                    "invalid_type",
-                    "'item.call_id' and 'item.output' must be strings.",
-                    "item.output",
-                )
-            if call_id not in self._calls:
-                raise SchemaError(
-                    "invalid_value",
-                    f"Invalid 'item.call_id': no function call with call_id '{call_id}' was found.",
-                    "item.call_id",
-                )
-            return ConvItem(item_id, kind, call_id=call_id, output=output)
-        if kind == "function_call":
-            call_id, name = raw.get("call_id"), raw.get("name")
-            if not isinstance(call_id, str) or not isinstance(name, str):
-                raise SchemaError(
-                    "invalid_type", "'item.call_id' and 'item.name' must be strings.", "item"
-                )
-            self.register_call(call_id, name)
-            return ConvItem(
-                item_id, kind, call_id=call_id, name=name, arguments=str(raw.get("arguments", ""))
-            )
-        if kind != "message":
-            raise SchemaError(
-                "invalid_value",
-                f"Invalid value: {kind!r}. Supported values are: 'message', 'function_call', "
-                "and 'function_call_output'.",
-                "item.type",
-            )
-        role = raw.get("role")
-        allowed = {
-            "user": ("input_text", "input_audio"),
-            "system": ("input_text",),
-            "assistant": ("output_text", "output_audio"),
-        }
-        if role not in allowed:
-            raise SchemaError(
-                "invalid_value",
-                f"Invalid value: {role!r}. "
-                "Supported values are: 'user', 'assistant', and 'system'.",
-                "item.role",
-            )
-        content = raw.get("content")
-        if (
-            not isinstance(content, list)
-            or not content
-            or not all(isinstance(c, dict) for c in content)
-        ):
-            raise SchemaError(
-                "invalid_type", "'item.content' must be a non-empty array.", "item.content"
-            )
-        part_type = content[0].get("type")
-        if part_type not in allowed[role]:
-            raise SchemaError(
-                "invalid_value",
-                f"Invalid value: {part_type!r} for a {role} message.",
-                "item.content[0].type",
-            )
-        text = " ".join(str(c.get("text") or c.get("transcript") or "") for c in content)
-        return ConvItem(item_id, "message", role=role, content_type=part_type, text=text)
 
     async def _on_truncate(self, obj: dict[str, Any], _eid: str | None) -> None:
         item_id, content_index, end = (

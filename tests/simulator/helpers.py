@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from websockets.asyncio.client import ClientConnection, connect
 
 from agi_bridge.audio import slin_to_ulaw
@@ -86,19 +87,22 @@ async def open_client(url: str, headers: dict[str, str] | None = None) -> Client
     return client
 
 
-def voiced(ms: int, rate: int = 8000, f0: float = 140.0) -> np.ndarray:
+def voiced(ms: int, rate: int = 8000, f0: float = 140.0) -> npt.NDArray[np.int16]:
     """A speech-like test signal made here, independently of the simulator's voice:
     harmonics of ``f0`` under a 4 Hz syllable envelope, about -20 dBFS RMS."""
     t = np.arange(ms * rate // 1000) / rate
-    wave = sum(np.sin(2 * math.pi * k * f0 * t) / k for k in range(1, 20) if k * f0 < 3400)
-    envelope = 0.35 + 0.65 * np.abs(np.sin(2 * math.pi * 2.0 * t))
-    signal = np.asarray(wave) * envelope
-    return (signal / np.abs(signal).max() * 0.3 * 32767).astype(np.int16)
+    wave = np.zeros_like(t)
+    for k in range(1, 20):
+        if k * f0 < 3400:
+            wave += np.sin(2 * math.pi * k * f0 * t) / k
+    signal = wave * (0.35 + 0.65 * np.abs(np.sin(2 * math.pi * 2.0 * t)))
+    scaled: npt.NDArray[np.float64] = signal / np.abs(signal).max() * 0.3 * 32767
+    return scaled.astype(np.int16)
 
 
-def silence(ms: int, rate: int = 8000) -> np.ndarray:
+def silence(ms: int, rate: int = 8000) -> npt.NDArray[np.int16]:
     return np.zeros(ms * rate // 1000, dtype=np.int16)
 
 
-def ulaw(*parts: np.ndarray) -> bytes:
+def ulaw(*parts: npt.NDArray[np.int16]) -> bytes:
     return slin_to_ulaw(np.concatenate(parts).astype("<i2").tobytes())

@@ -24,7 +24,9 @@ from tests.simulator.helpers import PCMU_SESSION, open_client
 )
 async def test_beta_fields_are_unknown_parameters(sim: Simulator, field: str, value: Any) -> None:
     client = await open_client(sim.url)
-    await client.send("session.update", event_id="evt_1", session={"type": "realtime", field: value})
+    await client.send(
+        "session.update", event_id="evt_1", session={"type": "realtime", field: value}
+    )
     error = (await client.expect("error"))["error"]
     assert error == {
         "type": "invalid_request_error",
@@ -80,7 +82,10 @@ async def test_pcmu_is_accepted_and_merged(sim: Simulator) -> None:
             "session.audio.input.format.type",
         ),
         (
-            {"type": "realtime", "audio": {"output": {"format": {"type": "audio/pcm", "rate": 16000}}}},
+            {
+                "type": "realtime",
+                "audio": {"output": {"format": {"type": "audio/pcm", "rate": 16000}}},
+            },
             "invalid_value",
             "session.audio.output.format.rate",
         ),
@@ -102,12 +107,22 @@ async def test_pcmu_is_accepted_and_merged(sim: Simulator) -> None:
             "unknown_parameter",
             "session.audio.input.turn_detection.threshold",
         ),
-        ({"type": "realtime", "max_output_tokens": 5000}, "integer_above_max_value", "session.max_output_tokens"),
-        ({"type": "realtime", "max_output_tokens": 0}, "integer_below_min_value", "session.max_output_tokens"),
+        (
+            {"type": "realtime", "max_output_tokens": 5000},
+            "integer_above_max_value",
+            "session.max_output_tokens",
+        ),
+        (
+            {"type": "realtime", "max_output_tokens": 0},
+            "integer_below_min_value",
+            "session.max_output_tokens",
+        ),
         ({"type": "realtime", "instructions": 7}, "invalid_type", "session.instructions"),
     ],
 )
-async def test_invalid_values(sim: Simulator, session: dict[str, Any], code: str, param: str) -> None:
+async def test_invalid_values(
+    sim: Simulator, session: dict[str, Any], code: str, param: str
+) -> None:
     client = await open_client(sim.url)
     await client.send("session.update", session=session)
     error = (await client.expect("error"))["error"]

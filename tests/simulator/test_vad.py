@@ -10,7 +10,10 @@ from tests.simulator.helpers import PCMU_SESSION, fast, open_client, silence, ul
 
 TRANSCRIBED = PCMU_SESSION | {
     "audio": {
-        "input": {"format": {"type": "audio/pcmu"}, "transcription": {"model": "gpt-4o-mini-transcribe"}},
+        "input": {
+            "format": {"type": "audio/pcmu"},
+            "transcription": {"model": "gpt-4o-mini-transcribe"},
+        },
         "output": {"format": {"type": "audio/pcmu"}},
     }
 }
@@ -61,7 +64,8 @@ async def test_speech_turn_commits_transcribes_and_responds() -> None:
         done = client.find("conversation.item.input_audio_transcription.completed")
         assert done["transcript"] == "I would like my balance"
         deltas = [
-            e["delta"] for e in client.seen
+            e["delta"]
+            for e in client.seen
             if e["type"] == "conversation.item.input_audio_transcription.delta"
         ]
         assert "".join(deltas) == "I would like my balance"
