@@ -73,7 +73,7 @@ safe_remove_root() {
     [ -e "$dir" ] || return 0
     case $dir in "$cache"/asterisk-root-*) ;; *) die "refusing to delete $dir (not a cached root)" ;; esac
     pids=$(pids_inside "$dir")
-    [ -z "$pids" ] || die "processes still run inside $dir (pids: $(echo $pids)); stop them first"
+    [ -z "$pids" ] || die "processes still run inside $dir (pids: ${pids//$'\n'/ }); stop them first"
     while read -r mp; do
         [ -n "$mp" ] || continue
         log "unmounting $mp"
@@ -159,7 +159,7 @@ ln -sfn "$(basename "$root")" "$link.tmp" && mv -T "$link.tmp" "$link"
 
 if [ "$prune" = 1 ]; then
     for old in "$cache"/asterisk-root-*; do
-        [ -d "$old" ] && [ ! -L "$old" ] && [ "$old" != "$root" ] || continue
+        if [ ! -d "$old" ] || [ -L "$old" ] || [ "$old" = "$root" ]; then continue; fi
         if [ -n "$(pids_inside "$old")" ]; then log "keeping $old (in use)"; continue; fi
         safe_remove_root "$old"
     done

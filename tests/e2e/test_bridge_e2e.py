@@ -1,0 +1,230 @@
+"""agi_bridge end to end: real Asterisk 22, real baresip phone, real AMI, real sockets.
+
+A phone (6001) dials the agent extension; Asterisk runs the shipped dialplan (FastAGI to
+the bridge, then AudioSocket); the bridge talks to the Realtime simulator (the only
+stand-in: the OpenAI service is unreachable here) and acts on the call over AMI. What the
+phone heard is recorded by baresip; what Asterisk sent to it is captured with tshark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from agi_bridge.app import Bridge
+from agi_bridge.call import Call
+from agi_bridge.config import load_text
+from agi_bridge.realtime import connector
+from agi_bridge.simulator import Scenario, Simulator, ToolCall, Turn, plan_ms
+from tests.e2e import harness
+from tests.e2e.harness import Asterisk, RtpCapture, Softphone
+
+pytestmark = pytest.mark.e2e
+
+MakePhone = Callable[..., Softphone]
+StartCapture = Callable[..., RtpCapture]
+
+GREETING = "Hello, thanks for calling the test line."
+
+
+class Rig:
+    """Asterisk + bridge + simulator for one test."""
+
+    def __init__(self, asterisk: Asterisk, bridge: Bridge, sim: Simulator) -> None:
+        self.asterisk = asterisk
+        self.bridge = bridge
+        self.sim = sim
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [d for k, d in self.events if k == kind]
+
+    def fallback_reasons(self) -> list[str]:
+        rx = re.compile(r"agi-bridge: fallback for \S+ agent \S+ reason (\S+)$")
+        return [m[1] for m in map(rx.search, self.asterisk.log_text().splitlines()) if m]
+
+
+StartRig = Callable[[Scenario], Awaitable[Rig]]
+
+
+@pytest.fixture
+async def rig(
+    asterisk_factory: Callable[..., Asterisk], tmp_path: Path
+) -> AsyncIterator[StartRig]:
+    started: list[tuple[Bridge, Simulator]] = []
+
+    async def start(scenario: Scenario) -> Rig:
+        agi_port, as_port = harness.free_port(), harness.free_port()
+        asterisk = asterisk_factory(
+            env={"AGI_BRIDGE_AGI_PORT": str(agi_port), "AGI_BRIDGE_AUDIOSOCKET_PORT": str(as_port)}
+        )
+        await asyncio.to_thread(asterisk.start)
+        secret = tmp_path / "ami-secret"
+        secret.write_text(harness.AMI_TEST_SECRET + "\n")
+        cfg = load_text(
+            f"""
+listen: {{audiosocket: "127.0.0.1:{as_port}", fastagi: "127.0.0.1:{agi_port}", http: ""}}
+ami: {{host: 127.0.0.1, port: {harness.AMI_PORT}, username: agi_bridge,
+      secret_file: "{secret}"}}
+realtime: {{provider: url, url: "ws://unused", connect_timeout_s: 5}}
+records: {{enabled: false}}
+agents:
+  default:
+    greeting: Greet the caller.
+    turn_detection: {{type: server_vad, silence_duration_ms: 500}}
+""",
+            "e2e.yaml",
+        )
+        sim = Simulator(scenario)
+        await sim.start()
+        holder: list[Rig] = []
+
+        def observe(call: Call, kind: str, data: dict[str, Any]) -> None:
+            holder[0].events.append((kind, data))
+
+        bridge = Bridge(cfg, connect=connector(cfg.realtime, url=sim.url), observers=(observe,))
+        holder.append(Rig(asterisk, bridge, sim))
+        await bridge.start()
+        started.append((bridge, sim))
+        assert bridge.ami is not None
+        async with asyncio.timeout(10):
+            while not bridge.ami.connected:
+                await asyncio.sleep(0.05)
+        return holder[0]
+
+    yield start
+    for bridge, sim in started:
+        await bridge.close(grace=3)
+        await sim.close()
+
+
+def caller_wav(tmp_path: Path, text: str, lead: float, trail: float) -> Path:
+    return harness.espeak_wav(text, tmp_path / "caller.wav", lead_silence=lead, trail_silence=trail)
+
+
+async def test_greeting_is_heard_and_the_caller_gets_an_answer(
+    rig: StartRig, softphone: MakePhone, tmp_path: Path
+) -> None:
+    answer = "Your order ships tomorrow morning."
+    r = await rig(Scenario(greeting=GREETING, turns=[Turn(answer)]))
+    wav = caller_wav(tmp_path, "Hello, where is my order?", lead=4.0, trail=6.0)
+    result = await softphone().acall(harness.EXT_AGENT_DEFAULT, wav, duration=12.0)
+    assert result.established, result.log
+    assert result.recording is not None
+    greeting_s = plan_ms(GREETING, 65) / 1000
+    # 1. the greeting reaches the phone: speech energy while the agent greets
+    assert harness.speech_present(result.recording, 0.0, greeting_s + 1.0, min_active=1.0)
+    # 2. the caller's speech reached the model, and the agent's answer reached the phone
+    session = r.sim.sessions[0]
+    assert session.speech_started_count >= 1
+    assert session.caller_audio_ms > 2000
+    assert [d["text"] for d in r.of("agent_transcript")][:2] == [GREETING, answer]
+    answered_at = 4.0 + 1.5  # the caller's speech ends after ~1.5 s of espeak
+    assert harness.speech_present(result.recording, answered_at, 12.0, min_active=1.0)
+    latency = r.of("turn_latency")
+    assert latency and latency[0]["ms"] < 3000
+    # the channel identity came over FastAGI: the call is tied to the PJSIP channel
+    starts = r.of("start")
+    assert starts and starts[0]["channel"].startswith("PJSIP/6001-")
+    assert starts[0]["caller"] == "6001"
+
+
+async def test_send_dtmf_reaches_the_phone_as_rfc4733_digits(
+    rig: StartRig, softphone: MakePhone, rtp_capture: StartCapture, tmp_path: Path
+) -> None:
+    r = await rig(
+        Scenario(
+            greeting="Hi.",
+            turns=[Turn("Pressing one, then hash.", tool_calls=(ToolCall("send_dtmf", {"digits": "1#"}),))],
+        )
+    )
+    capture = rtp_capture()
+    wav = caller_wav(tmp_path, "Please press one and hash.", lead=1.5, trail=8.0)
+    phone = softphone()
+    result = await phone.acall(harness.EXT_AGENT_DEFAULT, wav, duration=10.0)
+    packets = capture.stop()
+    assert result.established, result.log
+    # the phone got exactly the two digits, as RFC 4733 events from Asterisk
+    assert harness.dtmf_digits(harness.from_asterisk(packets)) == ["1", "#"]
+    assert phone.received_dtmf == "1#"
+    outputs = r.sim.sessions[0].function_outputs
+    assert len(outputs) == 1, "exactly one function_call_output per call_id"
+    assert outputs[0]["output"] == '{"ok": true, "digits_sent": "1#"}'
+    assert [d["digit"] for d in r.of("dtmf_sent")] == ["1", "#"]
+
+
+async def test_hangup_tool_ends_the_call_after_the_goodbye_was_heard(
+    rig: StartRig, softphone: MakePhone, rtp_capture: StartCapture, tmp_path: Path
+) -> None:
+    goodbye = "Thank you for calling, have a great day, goodbye."
+    r = await rig(
+        Scenario(
+            greeting="Hi.",
+            turns=[Turn(goodbye, tool_calls=(ToolCall("hangup", {"reason": "caller is done"}),))],
+        )
+    )
+    capture = rtp_capture()
+    wav = caller_wav(tmp_path, "That is all, thank you.", lead=1.5, trail=15.0)
+    result = await softphone().acall(harness.EXT_AGENT_DEFAULT, wav, duration=18.0)
+    packets = capture.stop()
+    assert result.established, result.log
+    assert result.ended_by_remote, "the agent hung up, not the phone"
+    end = r.of("end")
+    assert end and end[0]["reason"] == "agent_hangup" and end[0]["detail"] == "caller is done"
+    log = r.asterisk.log_text()
+    assert "completed by agent default" in log
+    assert r.fallback_reasons() == []
+    # the goodbye reached the phone in full before the BYE: the phone's recording holds
+    # at least the goodbye's length of speech after the caller stopped talking
+    assert result.recording is not None
+    goodbye_s = plan_ms(goodbye, 65) / 1000
+    heard = harness.active_seconds(result.recording, 3.0, None, threshold_dbfs=-45.0)
+    voiced_share = 0.6  # the synthetic voice has pauses between words
+    assert heard >= goodbye_s * voiced_share
+    # and the last agent audio packet left Asterisk before the call ended
+    audio = [p for p in harness.from_asterisk(packets) if p.payload_type == 0]
+    assert audio
+    await asyncio.to_thread(r.asterisk.wait_for_no_channels, 5)
+
+
+async def test_realtime_unreachable_falls_back_and_nothing_hangs(
+    rig: StartRig, softphone: MakePhone
+) -> None:
+    r = await rig(Scenario(refuse_connect=503))
+    result = await softphone().acall(harness.EXT_AGENT_DEFAULT, None, duration=20.0)
+    assert result.established, result.log
+    assert result.ended_by_remote and result.duration is not None and result.duration < 12.0
+    assert result.recording is not None
+    assert harness.speech_present(result.recording, 0.0, 4.0, min_active=1.0)  # "I'm sorry..."
+    assert r.fallback_reasons() == ["audiosocket-ended"]
+    assert r.of("end")[0]["reason"] == "realtime_failed"
+    await asyncio.to_thread(r.asterisk.wait_for_no_channels, 5)
+    assert not r.bridge.calls
+
+
+async def test_agent_audio_leaves_asterisk_evenly_paced(
+    rig: StartRig, softphone: MakePhone, rtp_capture: StartCapture
+) -> None:
+    long_greeting = (
+        "Hello and welcome. This is a longer greeting, so that the phone receives several "
+        "seconds of agent speech that the bridge must pace at twenty milliseconds."
+    )
+    await rig(Scenario(greeting=long_greeting))
+    capture = rtp_capture()
+    result = await softphone().acall(harness.EXT_AGENT_DEFAULT, None, duration=9.0)
+    packets = capture.stop()
+    assert result.established, result.log
+    intervals = harness.audio_intervals_ms(harness.from_asterisk(packets))
+    assert len(intervals) > 200
+    deviation = np.abs(intervals - 20.0)
+    # generous bounds: the exact figures are in `make bench`
+    assert 19.0 <= float(np.median(intervals)) <= 21.0
+    assert float(np.percentile(deviation, 99)) < 15.0
+    assert result.recording is not None
+    assert harness.speech_present(result.recording, 0.0, 8.0, min_active=3.0)
