@@ -13,11 +13,13 @@ import os
 from types import TracebackType
 from typing import Any
 
+from agi_bridge.admin import add_admin_routes
 from agi_bridge.asterisk.agi import FastAgiServer, PendingCalls, requested_agent
 from agi_bridge.asterisk.ami import AmiClient
 from agi_bridge.asterisk.audiosocket import AudioSocketServer
 from agi_bridge.call import Call, CallAmi, Observer
 from agi_bridge.config import Config, split_hostport
+from agi_bridge.monitoring import Monitoring
 from agi_bridge.protocol.agi import AgiRequest
 from agi_bridge.realtime import Connector, connector
 
@@ -63,6 +65,10 @@ class Bridge:
         self.audiosocket = AudioSocketServer(
             self._run_call, host, port, max_calls=config.limits.max_calls
         )
+        # records, metrics, /metrics + /healthz, webhook (see monitoring.py)
+        self.monitoring = Monitoring(config)
+        if self.monitoring.http is not None and config.admin.enabled:
+            add_admin_routes(self.monitoring.http.app, self)  # operator controls, /admin
 
     async def __aenter__(self) -> Bridge:
         await self.start()
@@ -105,15 +111,32 @@ class Bridge:
             self._ami = self._ami_client = client
         await self.fastagi.start()
         await self.audiosocket.start()
+        await self.monitoring.start(self)
 
     def _accept(self, request: AgiRequest) -> str | None:
-        wanted = requested_agent(request)
-        name, _ = self.config.agent(wanted)
-        if wanted and wanted != name:
+        """The agent of a FastAGI call: ``routes`` first, then the AGI argument, then
+        ``default_agent`` (see Config.route)."""
+        wanted = requested_agent(request) or ""
+        name, why = self.config.route(
+            dnid=request.dnid,
+            extension=request.extension,
+            context=request.context,
+            agi_arg=wanted,
+            caller_id=request.callerid,
+        )
+        if wanted and why == "default_agent":
             log.warning(
                 "channel %s asked for unknown agent %r: using %r", request.channel, wanted, name
             )
+        log.info("channel %s dnid=%s: agent %r (%s)", request.channel, request.dnid, name, why)
         return name
+
+    def find_call(self, call_id: str) -> Call | None:
+        """The live call with this id (the AudioSocket UUID), or None."""
+        for call in self.calls.values():
+            if call.call_id == call_id:
+                return call
+        return None
 
     async def _run_call(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         assert self._connect is not None
@@ -124,7 +147,7 @@ class Bridge:
             connect=self._connect,
             claim=self.pending.claim,
             ami=self._ami,
-            observers=self._observers,
+            observers=self._observers + self.monitoring.observers,
         )
         key = id(call)
         self.calls[key] = call
@@ -134,8 +157,14 @@ class Bridge:
             del self.calls[key]
             self.finished_calls += 1
 
+    @property
+    def ami(self) -> CallAmi | None:
+        """The AMI connection calls use (None when AMI is disabled)."""
+        return self._ami
+
     async def close(self, grace: float = 5.0) -> None:
         await self.audiosocket.close(grace)
+        await self.monitoring.close()
         await self.fastagi.close()
         if self._ami_client is not None:
             await self._ami_client.close()

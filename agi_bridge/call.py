@@ -12,13 +12,17 @@ Who ends the call decides what Asterisk does next:
 - the agent hung up (tool): ``AGI_BRIDGE_STATUS=completed`` is set over AMI, then the
   AudioSocket hangup frame; the dialplan sees "completed" and hangs up;
 - the bridge failed (Realtime unreachable, fatal error, malformed stream): hangup frame
-  only, so the dialplan continues to its fallback (message, operator, voicemail).
+  only, so the dialplan continues to its fallback (message, operator, voicemail);
+- the agent transferred the call (tool): AMI Redirect moves the channel elsewhere in the
+  dialplan and Asterisk closes the socket itself: no hangup frame, no "completed";
+- an operator hung up (admin interface): like the agent hanging up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import enum
 import json
@@ -27,16 +31,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from agi_bridge import audio
-from agi_bridge.config import Agent, Config
+from agi_bridge.config import Agent, Config, TransferTarget
 from agi_bridge.errors import (
     AmiError,
     AudioSocketError,
     BridgeError,
     RealtimeError,
     RealtimeProtocolError,
+    ToolError,
 )
 from agi_bridge.playout import Pacer, PlayoutBuffer, Released
 from agi_bridge.protocol import audiosocket as asock
@@ -78,6 +83,8 @@ class EndReason(enum.Enum):
     MAX_DURATION = "max_duration"
     SHUTDOWN = "shutdown"
     INTERNAL_ERROR = "internal_error"
+    TRANSFERRED = "transferred"  # AMI Redirect moved the caller elsewhere in the dialplan
+    OPERATOR_HANGUP = "operator_hangup"  # the admin interface ended the call
 
 
 class CallMeta(Protocol):
@@ -106,6 +113,8 @@ class CallAmi(Protocol):
 
     async def setvar(self, channel: str, variable: str, value: str) -> None: ...
 
+    async def redirect(self, channel: str, context: str, exten: str, priority: int = 1) -> None: ...
+
 
 class _Stop(Exception):
     """Raised inside the TaskGroup to end the call once its end reason is set."""
@@ -115,7 +124,24 @@ class IllegalTransition(BridgeError):
     pass
 
 
+class CallNotActive(BridgeError):
+    """An operator action on a call that is not in conversation (connecting or ending)."""
+
+
 Observer = Callable[["Call", str, dict[str, Any]], None]
+
+
+class AudioRecorder(Protocol):
+    """Optional audio tap of a call (``Call.recorder``, see records.WavRecorder).
+
+    Called on the 20 ms path: once per caller frame received (8 kHz slin16) and once per
+    frame released to Asterisk (with the pacer's running count of skipped frames). It
+    must be cheap and must not raise.
+    """
+
+    def caller_audio(self, pcm: bytes) -> None: ...
+
+    def agent_frame(self, pcm: bytes, skipped: int) -> None: ...
 
 
 @dataclass
@@ -205,13 +231,18 @@ class Call:
         self.end_detail = ""
         self.stats = CallStats()
         self.started_at = clock()
+        self.recorder: AudioRecorder | None = None  # set by an observer on "start"
         self._log: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
             log, {"call_id": "-"}
         )
         self._parser = asock.AudioSocketParser()
         self._playout = PlayoutBuffer(config.limits.playout_buffer_ms)
-        self._tools = ToolSet(())
+        self._tools = ToolSet()
         self._rt: RealtimeSession | None = None
+        self._session: rt.SessionConfig | None = None  # the last session.update sent
+        self._audio_produced = False  # the model sent audio in this session (voice is fixed)
+        # set just before the AMI Redirect of a transfer: {destination, summary, context, ...}
+        self.transfer_info: dict[str, Any] | None = None
         self._stop = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -243,6 +274,9 @@ class Call:
 
     def end(self, reason: EndReason, detail: str = "") -> None:
         """Ask the call to end (idempotent: the first reason wins)."""
+        if self.transfer_info is not None and reason is EndReason.CALLER_HANGUP:
+            # Asterisk closing the socket after our Redirect is the transfer completing
+            reason, detail = EndReason.TRANSFERRED, f"to {self.transfer_info['destination']}"
         if self.end_reason is None:
             self.end_reason = reason
             self.end_detail = detail
@@ -303,7 +337,7 @@ class Call:
         if self.meta is None and self._claim is not None:
             self._log.info("no FastAGI registration for this UUID: default agent, no AMI tools")
         self.agent_name, self.agent = self._config.agent(self.meta.agent if self.meta else None)
-        self._tools = ToolSet(self.agent.tools)
+        self._tools = ToolSet.for_agent(self._config, self.agent_name)
         self._handle_caller_events(events[1:])
 
     async def _supervise(self) -> None:
@@ -318,10 +352,14 @@ class Call:
         if self.state is not State.ENDING:
             self._set_state(State.ENDING)
         reason = self.end_reason or EndReason.SHUTDOWN
+        if reason is EndReason.TRANSFERRED and self.transfer_info is not None:
+            self._emit("transfer", **self.transfer_info)
         try:
-            if reason is EndReason.AGENT_HANGUP:
+            if reason in (EndReason.AGENT_HANGUP, EndReason.OPERATOR_HANGUP):
                 await self._mark_completed()
-            if reason is not EndReason.CALLER_HANGUP:
+            if reason not in (EndReason.CALLER_HANGUP, EndReason.TRANSFERRED):
+                # after a transfer the channel is elsewhere in the dialplan: a hangup frame
+                # (or "completed") would be wrong, and Asterisk closes the socket itself
                 self._send_hangup_frame()
         finally:
             if self._rt is not None:
@@ -382,6 +420,8 @@ class Call:
                     pcm, self._resample_state = audio.resample_to_8k(
                         pcm, ev.rate, self._resample_state
                     )
+                if self.recorder is not None:
+                    self.recorder.caller_audio(pcm)
                 if self._rt is None or self.state is not State.ACTIVE:
                     continue  # nothing to hear it yet; old audio would only confuse the VAD
                 if not self._in_batch:
@@ -427,6 +467,7 @@ class Call:
             self.end(EndReason.REALTIME_FAILED, str(exc))
             return
         session = build_session(self._config, self.agent, self._tools, dt.date.today())
+        self._session = session
         await self._rt.send(rt.session_update(session))
         self._set_state(State.ACTIVE)
         if self.agent.greeting:
@@ -477,6 +518,7 @@ class Call:
             self._log.debug("ignoring Realtime event %s", ev.type)
 
     def _on_audio_delta(self, ev: rt.AudioDelta) -> None:
+        self._audio_produced = True
         if ev.response_id in self._cut_responses or ev.item_id in self._cut_items:
             return  # audio of a response the caller interrupted, still in flight
         if ev.item_id not in self._first_delta_at:
@@ -494,26 +536,50 @@ class Call:
         self._emit("speech_started", item_id=ev.item_id)
         if not self.agent.turn_detection.interrupt_response or not self._playout.audible:
             return
-        # barge-in: the caller talks over the agent. Stop the audio now, and tell the model
-        # how much of its item the caller actually heard.
+        # barge-in: the caller talks over the agent. The service cancels its response
+        # itself (interrupt_response); the bridge stops the audio it already has.
+        self.stats.barge_ins += 1
+        await self._cut_playout("barge_in", cancel=False)
+
+    async def _cut_playout(self, event: str, *, cancel: bool) -> dict[str, Any]:
+        """Stop the agent's audio now and tell the model how much of its item was heard.
+
+        Shared by barge-in and the operator's interrupt. Clears the playout buffer, drops
+        the rest of the cut response's audio when it still arrives, with ``cancel`` sends
+        ``response.cancel`` (only while a response is active: the service answers an
+        error otherwise), and truncates the item at the ms actually released to Asterisk.
+        Emits *event* with item_id, audio_end_ms and dropped_ms, and returns them.
+        """
         item = self._playout.current_item
         cleared = self._playout.clear()
         self._drained.set()
-        self.stats.barge_ins += 1
         self._cut_items.extend(cleared.items)
-        if self._active_response:
-            self._cut_responses.append(self._active_response)
+        active = self._active_response
+        if active:
+            self._cut_responses.append(active)
         heard_ms = self._playout.released_ms(item) if item else 0
         self._log.info(
-            "barge-in: cleared %.0f ms of agent audio, heard %d ms of %s",
+            "%s: cleared %.0f ms of agent audio, heard %d ms of %s",
+            event.replace("_", "-"),
             cleared.dropped_ms,
             heard_ms,
             item,
         )
-        self._emit("barge_in", item_id=item, audio_end_ms=heard_ms, dropped_ms=cleared.dropped_ms)
+        data: dict[str, Any] = {
+            "item_id": item,
+            "audio_end_ms": heard_ms,
+            "dropped_ms": cleared.dropped_ms,
+        }
+        self._emit(event, **data)
+        if cancel:
+            self._want_response = False  # a deferred response.create would talk again
+            if active and self._rt is not None:
+                await self._rt.send(rt.response_cancel())
+                data["cancelled_response"] = active
         if item and heard_ms > 0 and self._rt is not None:
             await self._rt.send(rt.item_truncate(item, heard_ms))
             self.stats.truncates_sent += 1
+        return data
 
     async def _on_response_done(self, ev: rt.ResponseDone) -> None:
         if self._active_response == ev.response_id or not ev.response_id:
@@ -579,6 +645,8 @@ class Call:
             for _ in range(pacer.due()):
                 released = self._playout.next_frame()
                 write(asock.audio_frame(released.pcm))
+                if self.recorder is not None:
+                    self.recorder.agent_frame(released.pcm, pacer.skipped_frames)
                 self.stats.frame_times.append(self._clock())
                 self._on_released(released)
             if self._writer.transport.get_write_buffer_size() > MAX_WRITE_BACKLOG:
@@ -674,6 +742,141 @@ class Call:
             self._log.warning("goodbye audio still queued after the drain timeout; hanging up")
         await asyncio.sleep(HANGUP_TAIL_S)
         self.end(EndReason.AGENT_HANGUP, reason)
+
+    async def transfer(self, name: str, target: TransferTarget, summary: str) -> None:
+        """Play out the current sentence, then move the caller with AMI Redirect.
+
+        After a successful Redirect Asterisk takes the channel out of AudioSocket() and
+        closes the socket; the call then ends as TRANSFERRED (see ``end``), without a
+        hangup frame. If the close does not come within ``transfer_close_timeout_s`` the
+        call ends anyway. Raises AmiError (the call goes on) when the Redirect fails.
+        """
+        if self._ami is None:
+            raise AmiError("transfer needs AMI, which is not configured")
+        if self.meta is None or not self.meta.channel:
+            raise AmiError("the channel of this call is unknown (no FastAGI registration)")
+        limits = self._config.limits
+        self._log.info(
+            "transfer to %s (%s,%s,%d); summary: %s",
+            name,
+            target.context,
+            target.exten,
+            target.priority,
+            summary or "-",
+        )
+        if not await self.wait_drained(limits.transfer_drain_timeout_s):
+            self._log.warning("audio still queued after the transfer drain timeout")
+        await asyncio.sleep(HANGUP_TAIL_S)
+        # Set before the Redirect: Asterisk may close the socket before AMI answers.
+        self.transfer_info = {
+            "destination": name,
+            "summary": summary,
+            "context": target.context,
+            "exten": target.exten,
+            "priority": target.priority,
+        }
+        try:
+            await self._ami.redirect(
+                self.meta.channel, target.context, target.exten, target.priority
+            )
+        except AmiError as exc:
+            self.transfer_info = None
+            self._log.warning("transfer to %s failed: %s", name, exc)
+            raise
+        try:
+            async with asyncio.timeout(limits.transfer_close_timeout_s):
+                await self._stop.wait()
+        except TimeoutError:
+            self._log.warning(
+                "Asterisk did not close AudioSocket within %.1f s of the Redirect",
+                limits.transfer_close_timeout_s,
+            )
+            self.end(EndReason.TRANSFERRED, f"to {name} (socket not closed by Asterisk)")
+
+    async def switch_agent(self, name: str) -> None:
+        """Hand the conversation to another configured agent (session.update)."""
+        if name not in self._config.agents:
+            raise ToolError(f"no agent named {name!r}")
+        previous = self.agent_name
+        self.agent_name, self.agent = name, self._config.agents[name]
+        self._tools = ToolSet.for_agent(self._config, name)
+        await self._update_session()
+        self._log.info("agent switched: %s -> %s", previous, name)
+        self._emit("agent_switch", agent=name, previous=previous)
+
+    def call_info(self) -> dict[str, str]:
+        meta = self.meta
+        return {
+            "call_id": self.call_id,
+            "agent": self.agent_name,
+            "caller_id": meta.caller_id if meta else "",
+            "dnid": meta.dnid if meta else "",
+            "channel": meta.channel if meta else "",
+        }
+
+    async def _update_session(self) -> None:
+        """Send the current agent's session (instructions, tools, turn detection...)."""
+        if self._rt is None:
+            raise CallNotActive("the Realtime session is not open")
+        session = build_session(self._config, self.agent, self._tools, dt.date.today())
+        if self._session is not None:
+            # the model is chosen when the session is opened (it is in the URL)
+            session = dataclasses.replace(session, model=self._session.model)
+            if self._audio_produced:
+                # The Realtime API rejects a voice change once the model has produced audio
+                # in the session (cannot_update_voice): keep the voice the caller has heard.
+                session = dataclasses.replace(session, voice=self._session.voice)
+        self._session = session
+        await self._rt.send(rt.session_update(session))
+
+    # ------------------------------------------------------------ operator controls
+
+    def info(self) -> dict[str, Any]:
+        """What the admin interface lists about a live call."""
+        meta = self.meta
+        return {
+            "id": self.call_id,
+            "agent": self.agent_name,
+            "caller": meta.caller_id if meta else "",
+            "dnid": meta.dnid if meta else "",
+            "channel": meta.channel if meta else "",
+            "state": self.state.value,
+            "duration_s": round(self.duration_s, 1),
+        }
+
+    def _live_session(self) -> RealtimeSession:
+        if self.state is not State.ACTIVE or self._rt is None or self._stop.is_set():
+            raise CallNotActive(f"call {self.call_id} is {self.state.value}")
+        return self._rt
+
+    async def say(self, text: str, role: Literal["user", "system"] = "user") -> None:
+        """Operator: add a message to the conversation, then let the model answer."""
+        session = self._live_session()
+        event = rt.user_text(text) if role == "user" else rt.system_text(text)
+        await session.send(event)
+        self._log.info("operator %s message (%d chars)", role, len(text))
+        self._emit("operator_message", role=role, text=text)
+        await self._request_response()
+
+    async def interrupt(self) -> dict[str, Any]:
+        """Operator: stop the agent now (the same cut as a barge-in, plus response.cancel)."""
+        self._live_session()
+        return await self._cut_playout("operator_interrupt", cancel=True)
+
+    async def set_instructions(self, instructions: str) -> None:
+        """Operator: replace this call's instructions (session.update, live)."""
+        self._live_session()
+        self.agent = dataclasses.replace(self.agent, instructions=instructions)
+        await self._update_session()
+        self._log.info("operator replaced the instructions (%d chars)", len(instructions))
+        self._emit("instructions_replaced", chars=len(instructions))
+
+    def hangup(self, reason: str = "operator") -> None:
+        """Operator: end the call now, like the agent's hangup (AGI_BRIDGE_STATUS=completed)."""
+        if self.state is State.ENDED:
+            raise CallNotActive(f"call {self.call_id} has ended")
+        self._log.info("operator hangs up: %s", reason)
+        self.end(EndReason.OPERATOR_HANGUP, reason)
 
     # ----------------------------------------------------------------- observation
 

@@ -1,4 +1,4 @@
-"""``agi-bridge``: serve | simulate | demo | check. Thin: parse, load config, run."""
+"""``agi-bridge``: serve | simulate | demo | check | calls | show. Thin: parse, load config, run."""
 
 from __future__ import annotations
 
@@ -76,6 +76,33 @@ async def _serve(cfg: Config) -> None:
         log.info("shutting down: finishing live calls")
 
 
+def _calls(cfg: Config, records_dir: str | None, limit: int) -> int:
+    from pathlib import Path
+
+    from agi_bridge.records import format_calls, recent_summaries
+
+    root = Path(records_dir or cfg.records.dir)
+    if not root.is_dir():
+        print(f"no records in {root}", file=sys.stderr)
+        return 1
+    print(format_calls(recent_summaries(root, cfg.prices, limit)))
+    return 0
+
+
+def _show(cfg: Config, records_dir: str | None, call_id: str) -> int:
+    from pathlib import Path
+
+    from agi_bridge.records import show_call
+
+    root = Path(records_dir or cfg.records.dir)
+    text = show_call(root, call_id, cfg.prices)
+    if text is None:
+        print(f"no call {call_id!r} in {root} (or the prefix is not unique)", file=sys.stderr)
+        return 1
+    print(text)
+    return 0
+
+
 async def _simulate(host: str, port: int, scenario_file: str | None) -> None:
     from agi_bridge.simulator import Scenario, run_simulator
 
@@ -93,7 +120,9 @@ async def _demo(cfg: Config, say: str, wav_out: str) -> int:
 
     cfg = dataclasses.replace(
         cfg,
-        listen=dataclasses.replace(cfg.listen, audiosocket="127.0.0.1:0", fastagi="127.0.0.1:0"),
+        listen=dataclasses.replace(
+            cfg.listen, audiosocket="127.0.0.1:0", fastagi="127.0.0.1:0", http=""
+        ),
         ami=dataclasses.replace(cfg.ami, enabled=False),
     )
 
@@ -141,6 +170,9 @@ async def _demo(cfg: Config, say: str, wav_out: str) -> int:
         w.setframerate(8000)
         w.writeframes(heard)
     print(f"what the caller heard: {wav_out} ({len(heard) / 16000:.1f} s)")
+    summary = bridge.monitoring.records.last_summary
+    if summary and summary.get("record_dir"):
+        print(f"call record: {summary['record_dir']} (agi-bridge show {summary['call_id']})")
     return 0
 
 
@@ -164,12 +196,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--say", default="Hello, I would like to know your opening hours please.")
     p.add_argument("--wav", default="demo-heard.wav", help="where to write what the caller heard")
 
-    p = sub.add_parser("check", help="validate a config file")
-    p.add_argument("-c", "--config", required=True)
+    p = sub.add_parser("check", help="validate a config file (--connect: and its peers)")
+    p.add_argument("-c", "--config", help="YAML config file (default: built-in defaults)")
+    p.add_argument(
+        "--connect", action="store_true", help="also log in to AMI and open a Realtime session"
+    )
+
+    from agi_bridge.admin import add_cli as add_admin_cli
+
+    add_admin_cli(sub)  # agi-bridge admin calls|say|interrupt|instructions|hangup
+
+    p = sub.add_parser("calls", help="list recent calls (from the records directory)")
+    p.add_argument("-c", "--config", help="YAML config file (for records.dir and prices)")
+    p.add_argument("--limit", type=int, default=20, help="how many calls (default 20)")
+    p.add_argument("--dir", help="records directory (default: records.dir of the config)")
+
+    p = sub.add_parser("show", help="print a recorded call: transcript with timings, cost")
+    p.add_argument("call_id", help="the call id (a unique prefix is enough)")
+    p.add_argument("-c", "--config", help="YAML config file (for records.dir and prices)")
+    p.add_argument("--dir", help="records directory (default: records.dir of the config)")
 
     args = parser.parse_args(argv)
     setup_logging(
-        args.log_level or ("WARNING" if args.command == "demo" else "INFO"), args.log_format
+        args.log_level
+        or {"demo": "WARNING", "check": "ERROR", "admin": "WARNING"}.get(args.command, "INFO"),
+        args.log_format,
     )
     try:
         if args.command == "serve":
@@ -178,9 +229,21 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_simulate(args.host, args.port, args.scenario))
         elif args.command == "demo":
             return asyncio.run(_demo(_load(args.config), args.say, args.wav))
+        elif args.command == "calls":
+            return _calls(_load(args.config), args.dir, args.limit)
+        elif args.command == "show":
+            return _show(_load(args.config), args.dir, args.call_id)
         elif args.command == "check":
+            from agi_bridge.check import check_config, check_connect
+
             cfg = _load(args.config)
-            print(f"{args.config}: OK ({len(cfg.agents)} agents: {', '.join(cfg.agents)})")
+            check_config(cfg)
+            if args.connect and not asyncio.run(check_connect(cfg)):
+                return 1
+        elif args.command == "admin":
+            from agi_bridge.admin import run_cli
+
+            return run_cli(args, _load(args.config) if args.config else None)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

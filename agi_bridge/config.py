@@ -9,13 +9,16 @@ numbers come from the composed node tree.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -28,11 +31,27 @@ DEFAULT_INSTRUCTIONS = (
 )
 DEFAULT_GREETING = "Greet the caller briefly and ask how you can help."
 
+# Tools the bridge implements itself; webhook tools (top-level ``tools:``) may not reuse
+# these names. transfer and switch_agent are offered when the agent has targets for them.
+BUILTIN_TOOLS = ("send_dtmf", "hangup", "transfer", "switch_agent")
+# Function names the Realtime API accepts; also used for transfer target names.
+TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class _Raw:
+    """Marks a str field whose YAML scalar is taken as written (``0123`` stays ``0123``)."""
+
+
+# Dial strings (numbers, extensions, contexts): unquoted digits in YAML are accepted and
+# kept verbatim, so ``dnid: 0123`` is not read as an octal integer.
+DialString = Annotated[str, _Raw]
+
 
 @dataclass(frozen=True)
 class Listen:
     audiosocket: str = "127.0.0.1:9092"
     fastagi: str = "127.0.0.1:4573"
+    http: str = "127.0.0.1:8088"  # /metrics and /healthz; "" = off
 
 
 @dataclass(frozen=True)
@@ -72,7 +91,19 @@ class TurnDetectionConfig:
 
 
 @dataclass(frozen=True)
+class TransferTarget:
+    """A dialplan destination the ``transfer`` tool may move the caller to (AMI Redirect)."""
+
+    context: DialString = ""  # required
+    exten: DialString = ""  # required
+    priority: int = 1
+    description: str = ""  # shown to the model with the name
+
+
+@dataclass(frozen=True)
 class Agent:
+    # What the agent does; shown to other agents whose switch_agent tool can hand off to it.
+    description: str = ""
     instructions: str = DEFAULT_INSTRUCTIONS
     # What the agent is told to say when the call connects; empty = wait for the caller.
     greeting: str = DEFAULT_GREETING
@@ -87,6 +118,72 @@ class Agent:
     tools: tuple[str, ...] = ("send_dtmf", "hangup")
     ivr_guidance: bool = True  # append the IVR-navigation prompt when send_dtmf is enabled
     caller_dtmf_to_model: bool = True
+    # Destinations of the transfer tool (offered when not empty): name -> dialplan target.
+    transfer_targets: Mapping[str, TransferTarget] = field(default_factory=dict)
+    # Agents switch_agent may hand the conversation to (offered when not empty).
+    handoff_agents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WebhookTool:
+    """A tool the model can call that the bridge carries out as one HTTP request."""
+
+    description: str = ""
+    # JSON schema of the arguments: an object schema (any mapping, passed to the model).
+    parameters: Mapping[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+    url: str = ""  # required, http:// or https://; the only URL this tool ever calls
+    method: Literal["POST", "GET"] = "POST"
+    # Header name -> environment variable holding its value (read at call time, never logged)
+    headers_env: Mapping[str, str] = field(default_factory=dict)
+    timeout_s: float = 10.0
+    max_response_chars: int = 4000  # longer bodies are cut before they reach the model
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which agent answers a call: every match key given must match (first route wins).
+
+    A value is matched exactly, or as a regular expression against the whole value when it
+    starts with ``re:`` (``caller_id: "re:\\+4420.*"``); a list matches when any item does.
+    """
+
+    agent: str = ""  # required
+    dnid: DialString | tuple[DialString, ...] = ""  # the dialed number
+    extension: DialString | tuple[DialString, ...] = ""
+    context: DialString | tuple[DialString, ...] = ""
+    agi_arg: DialString | tuple[DialString, ...] = ""  # AGI(agi://HOST/agent,ARG)
+    caller_id: DialString | tuple[DialString, ...] = ""
+
+    def matches(self, values: Mapping[str, str]) -> bool:
+        for key in ROUTE_MATCH_KEYS:
+            wanted: str | tuple[str, ...] = getattr(self, key)
+            if not wanted:
+                continue
+            patterns = (wanted,) if isinstance(wanted, str) else wanted
+            value = values.get(key, "")
+            if not any(_match_one(p, value) for p in patterns):
+                return False
+        return True
+
+
+ROUTE_MATCH_KEYS = ("dnid", "extension", "context", "agi_arg", "caller_id")
+
+
+def _match_one(pattern: str, value: str) -> bool:
+    if pattern.startswith("re:"):
+        return re.fullmatch(pattern[3:], value) is not None
+    return pattern == value
+
+
+@dataclass(frozen=True)
+class Admin:
+    """The operator interface (HTTP JSON under /admin on the HTTP listener)."""
+
+    enabled: bool = True
+    # Bearer token for /admin; required when the HTTP listener is not on a loopback address.
+    token_env: str = "AGI_BRIDGE_ADMIN_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -104,6 +201,67 @@ class Limits:
     hangup_drain_timeout_s: float = 15.0
     registration_ttl_s: float = 30.0
     first_frame_timeout_s: float = 10.0  # AudioSocket: UUID must arrive by then
+    transfer_drain_timeout_s: float = 10.0  # transfer: wait this long for the sentence to play
+    transfer_close_timeout_s: float = 5.0  # after Redirect: wait for Asterisk to close the socket
+
+
+@dataclass(frozen=True)
+class Records:
+    """Per-call records: DIR/YYYY/MM/DD/HHMMSS_<call_id>/{events.jsonl,summary.json,call.wav}."""
+
+    enabled: bool = True
+    dir: str = "records"  # relative to the working directory
+    retention_days: int = 30  # day directories older than this are deleted; 0 = keep all
+    wav: bool = False  # stereo recording: caller left, agent right
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """POST the call summary (JSON) to ``url`` when a call ends; never delays a call."""
+
+    url: str = ""  # "" = off
+    timeout_s: float = 5.0
+    retries: int = 3  # further attempts after the first one failed
+    retry_delay_s: float = 1.0  # doubled after each failed attempt
+    queue_size: int = 100  # summaries waiting beyond this are dropped (and counted)
+    token_env: str = ""  # env variable holding a bearer token for the Authorization header
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per 1M tokens. ``audio_in``/``text_in`` are for uncached input tokens."""
+
+    audio_in: float = 0.0
+    cached_audio_in: float = 0.0
+    audio_out: float = 0.0
+    text_in: float = 0.0
+    cached_text_in: float = 0.0
+    text_out: float = 0.0
+
+
+# Published prices (REFERENCE §5). A `prices:` section in the file adds models or
+# overrides these entries; a model is matched exactly, else by its longest known prefix
+# (gpt-realtime-2025-08-28 -> gpt-realtime).
+DEFAULT_PRICES: Mapping[str, Price] = types.MappingProxyType(
+    {
+        "gpt-realtime": Price(
+            audio_in=32.0,
+            cached_audio_in=0.40,
+            audio_out=64.0,
+            text_in=4.0,
+            cached_text_in=0.40,
+            text_out=16.0,
+        ),
+        "gpt-realtime-mini": Price(
+            audio_in=10.0,
+            cached_audio_in=0.30,
+            audio_out=20.0,
+            text_in=0.60,
+            cached_text_in=0.06,
+            text_out=2.40,
+        ),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -113,8 +271,16 @@ class Config:
     realtime: Realtime = field(default_factory=Realtime)
     agents: Mapping[str, Agent] = field(default_factory=lambda: {"default": Agent()})
     default_agent: str = "default"
+    # Values every agent inherits unless it sets them (merged into each agent at load).
+    defaults: Agent = field(default_factory=Agent)
+    routes: tuple[Route, ...] = ()  # first match wins; no match: AGI argument, default_agent
+    tools: Mapping[str, WebhookTool] = field(default_factory=dict)  # HTTP webhook tools
+    admin: Admin = field(default_factory=Admin)
     dtmf: Dtmf = field(default_factory=Dtmf)
     limits: Limits = field(default_factory=Limits)
+    records: Records = field(default_factory=Records)
+    webhook: Webhook = field(default_factory=Webhook)
+    prices: Mapping[str, Price] = field(default_factory=lambda: DEFAULT_PRICES)
     source: str = ""  # the file it came from (not a YAML key)
 
     def agent(self, name: str | None) -> tuple[str, Agent]:
@@ -122,6 +288,31 @@ class Config:
         if name and name in self.agents:
             return name, self.agents[name]
         return self.default_agent, self.agents[self.default_agent]
+
+    def route(
+        self,
+        *,
+        dnid: str = "",
+        extension: str = "",
+        context: str = "",
+        agi_arg: str = "",
+        caller_id: str = "",
+    ) -> tuple[str, str]:
+        """The agent for a call and why: the first matching route, else the agent the AGI
+        argument names (when configured), else ``default_agent``."""
+        values = {
+            "dnid": dnid,
+            "extension": extension,
+            "context": context,
+            "agi_arg": agi_arg,
+            "caller_id": caller_id,
+        }
+        for i, route in enumerate(self.routes):
+            if route.matches(values):
+                return route.agent, f"routes[{i}]"
+        if agi_arg and agi_arg in self.agents:
+            return agi_arg, "AGI argument"
+        return self.default_agent, "default_agent"
 
     def ami_secret(self) -> str:
         if self.ami.secret_file:
@@ -139,11 +330,18 @@ def _line(node: yaml.Node) -> int:
 
 
 class _Loader:
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, *, lines: bool = True) -> None:
         self.file = file
+        self.lines = lines  # False for values that come from the environment
+        # Every key path -> its value node and its key node, for checks after loading.
+        self.nodes: dict[str, yaml.Node] = {}
+        self.key_nodes: dict[str, yaml.Node] = {}
+        # Value nodes an agent inherited from `defaults:` -> their path there.
+        self.inherited: dict[int, str] = {}
 
     def error(self, node: yaml.Node | None, key: str, message: str) -> ConfigError:
-        return ConfigError(message, file=self.file, key=key, line=_line(node) if node else None)
+        line = _line(node) if node is not None and self.lines else None
+        return ConfigError(message, file=self.file, key=key, line=line)
 
     def scalar(self, node: yaml.Node) -> Any:
         return yaml.safe_load(yaml.serialize(node))
@@ -151,6 +349,12 @@ class _Loader:
     def convert(self, node: yaml.Node, tp: Any, key: str) -> Any:
         origin = typing.get_origin(tp)
         args = typing.get_args(tp)
+        if tp is Any:  # free-form data (a JSON schema): plain Python values
+            return self.scalar(node)
+        if origin is Annotated:
+            if _Raw in args[1:] and isinstance(node, yaml.ScalarNode):
+                return "" if node.tag.endswith(":null") else str(node.value)
+            return self.convert(node, args[0], key)
         if dataclasses.is_dataclass(tp):
             return self.dataclass(node, tp, key)
         if origin in (types.UnionType, typing.Union):
@@ -175,6 +379,8 @@ class _Loader:
         if origin is tuple:
             if not isinstance(node, yaml.SequenceNode):
                 raise self.error(node, key, "expected a list")
+            for i, item in enumerate(node.value):
+                self.nodes[f"{key}[{i}]"] = item
             return tuple(
                 self.convert(item, args[0], f"{key}[{i}]") for i, item in enumerate(node.value)
             )
@@ -184,6 +390,8 @@ class _Loader:
             out = {}
             for knode, vnode in node.value:
                 name = str(self.scalar(knode))
+                self.nodes[f"{key}.{name}"] = vnode
+                self.key_nodes[f"{key}.{name}"] = knode
                 out[name] = self.convert(vnode, args[1], f"{key}.{name}")
             return types.MappingProxyType(out)
         if not isinstance(node, yaml.ScalarNode):
@@ -202,7 +410,7 @@ class _Loader:
             return tp()
         if not isinstance(node, yaml.MappingNode):
             raise self.error(node, key or "(top level)", f"expected a mapping, got {_kind(node)}")
-        hints = typing.get_type_hints(tp)
+        hints = typing.get_type_hints(tp, include_extras=True)
         fields = {f.name for f in dataclasses.fields(tp)} - _NOT_KEYS
         kwargs: dict[str, Any] = {}
         for knode, vnode in node.value:
@@ -213,6 +421,8 @@ class _Loader:
                 raise self.error(knode, path, f"unknown key, expected one of {known}")
             if name in kwargs:
                 raise self.error(knode, path, "key given twice")
+            self.nodes[path] = vnode
+            self.key_nodes[path] = knode
             kwargs[name] = self.convert(vnode, hints[name], path)
             self.check(vnode, path, name, kwargs[name])
         return tp(**kwargs)
@@ -229,24 +439,20 @@ class _Loader:
             raise self.error(node, path, f"expected one of {', '.join(NOISE_REDUCTION)} or ''")
         if name == "max_output_tokens" and value != "inf" and not 1 <= value <= 4096:
             raise self.error(node, path, "expected 1..4096 or 'inf'")
-        if name in ("audiosocket", "fastagi"):
+        if name in ("audiosocket", "fastagi") or (name == "http" and value):
             _split_hostport(value, lambda m: self.error(node, path, m))
-        if name == "tools":
-            unknown = [t for t in value if t not in KNOWN_TOOLS]
-            if unknown:
-                raise self.error(
-                    node, path, f"unknown tool {unknown[0]!r}, expected {', '.join(KNOWN_TOOLS)}"
-                )
+        if path == "webhook.url" and value and not value.startswith(("http://", "https://")):
+            raise self.error(node, path, f"expected an http:// or https:// URL, got {value!r}")
         if (
             isinstance(value, (int, float))
             and not isinstance(value, bool)
             and value < 0
-            and name.endswith(("_ms", "_s", "port", "max_calls"))
+            and (
+                name.endswith(("_ms", "_s", "port", "max_calls", "_days", "retries", "_size"))
+                or path.startswith("prices.")
+            )
         ):
             raise self.error(node, path, f"must not be negative, got {value}")
-
-
-KNOWN_TOOLS = ("send_dtmf", "hangup")
 
 
 def _kind(node: yaml.Node) -> str:
@@ -273,7 +479,222 @@ def split_hostport(value: str) -> tuple[str, int]:
     return _split_hostport(value, err)
 
 
-def load_text(text: str, file: str = "<string>") -> Config:
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost`` (an address only this machine reaches)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# ------------------------------------------------------------------ agent defaults
+
+
+def _merge_defaults(root: yaml.Node, loader: _Loader) -> None:
+    """Give every agent node the keys of ``defaults:`` it does not set itself.
+
+    The merge is done on the YAML nodes, so an agent's own keys keep their lines and an
+    inherited value keeps the line where ``defaults:`` sets it. ``defaults`` is checked on
+    its own first, so a bad value there is reported once, as ``defaults.KEY``. Sections
+    (``turn_detection``) merge key by key; lists and maps (tools, transfer_targets) are
+    replaced as a whole by an agent that sets them.
+    """
+    if not isinstance(root, yaml.MappingNode):
+        return
+    top = {str(loader.scalar(k)): (k, v) for k, v in root.value}
+    if "defaults" not in top:
+        return
+    dkey, defaults = top["defaults"]
+    loader.dataclass(defaults, Agent, "defaults")  # errors name defaults.KEY
+    if not isinstance(defaults, yaml.MappingNode):
+        return  # null: nothing to inherit
+    _mark_inherited(defaults, Agent, "defaults", loader)
+    if "agents" not in top:
+        # no agents section: the one default agent inherits the defaults
+        name = yaml.ScalarNode("tag:yaml.org,2002:str", "default", dkey.start_mark, dkey.end_mark)
+        agents = yaml.MappingNode("tag:yaml.org,2002:map", [(name, defaults)], dkey.start_mark)
+        key = yaml.ScalarNode("tag:yaml.org,2002:str", "agents", dkey.start_mark, dkey.end_mark)
+        root.value.append((key, agents))
+        return
+    agents = top["agents"][1]
+    if not isinstance(agents, yaml.MappingNode):
+        return  # the loader reports it
+    agents.value = [(k, _merged(defaults, v, Agent)) for k, v in agents.value]
+
+
+def _mark_inherited(node: yaml.MappingNode, tp: Any, path: str, loader: _Loader) -> None:
+    hints = typing.get_type_hints(tp, include_extras=True)
+    for knode, vnode in node.value:
+        name = str(loader.scalar(knode))
+        loader.inherited[id(vnode)] = f"{path}.{name}"
+        if isinstance(vnode, yaml.MappingNode) and dataclasses.is_dataclass(hints.get(name)):
+            _mark_inherited(vnode, hints[name], f"{path}.{name}", loader)
+
+
+def _merged(base: yaml.MappingNode, node: yaml.Node, tp: Any) -> yaml.Node:
+    if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
+        node = yaml.MappingNode("tag:yaml.org,2002:map", [], node.start_mark, node.end_mark)
+    if not isinstance(node, yaml.MappingNode):
+        return node  # not a mapping: the loader reports it
+    hints = typing.get_type_hints(tp, include_extras=True)
+    own = {str(k.value): v for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+    merged_sections = []
+    for k, v in node.value:
+        name = str(k.value)
+        inherited = next((dv for dk, dv in base.value if str(dk.value) == name), None)
+        section = hints.get(name)
+        if isinstance(inherited, yaml.MappingNode) and dataclasses.is_dataclass(section):
+            v = _merged(inherited, v, section)
+        merged_sections.append((k, v))
+    inherited_pairs = [(k, v) for k, v in base.value if str(k.value) not in own]
+    return yaml.MappingNode(
+        node.tag, inherited_pairs + merged_sections, node.start_mark, node.end_mark
+    )
+
+
+# -------------------------------------------------------- environment overrides
+
+ENV_PREFIX = "AGI_BRIDGE_"
+# AGI_BRIDGE_<SECTION>_<KEY> overrides <section>.<key> for these sections (addresses,
+# ports, credentials' locations): AGI_BRIDGE_LISTEN_AUDIOSOCKET, AGI_BRIDGE_AMI_HOST, ...
+ENV_SECTIONS = ("listen", "ami", "realtime")
+
+
+def env_overrides(section: str) -> dict[str, str]:
+    """``{environment variable: key}`` of one overridable section."""
+    tp = typing.get_type_hints(Config)[section]
+    return {
+        f"{ENV_PREFIX}{section.upper()}_{f.name.upper()}": f.name for f in dataclasses.fields(tp)
+    }
+
+
+def _apply_env(cfg: Config, env: Mapping[str, str]) -> Config:
+    loader = _Loader("environment", lines=False)
+    changes: dict[str, Any] = {}
+    for section in ENV_SECTIONS:
+        current = getattr(cfg, section)
+        hints = typing.get_type_hints(type(current), include_extras=True)
+        values: dict[str, Any] = {}
+        for var, name in env_overrides(section).items():
+            if var not in env:
+                continue
+            try:
+                node = yaml.compose(env[var], Loader=yaml.SafeLoader)
+            except yaml.YAMLError:
+                node = None
+            if node is None:
+                node = yaml.ScalarNode("tag:yaml.org,2002:null", "")
+            if not isinstance(node, yaml.ScalarNode):
+                node = yaml.ScalarNode("tag:yaml.org,2002:str", env[var])
+            values[name] = loader.convert(node, hints[name], var)
+            loader.check(node, var, name, values[name])
+        if values:
+            changes[section] = dataclasses.replace(current, **values)
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
+# ------------------------------------------------------------- cross-references
+
+
+def _validate(cfg: Config, loader: _Loader) -> None:
+    """Rules across keys: route agents exist, tools are known, webhook tools are sane."""
+
+    def fail(path: str, message: str, *, key_line: bool = False) -> ConfigError:
+        nodes = loader.key_nodes if key_line else loader.nodes
+        node = nodes.get(path) or loader.nodes.get(path)
+        shown = path
+        # an agent key inherited from `defaults:` is reported where defaults sets it
+        match = re.match(r"^(agents\.[^.\[]+)\.(\w+)(.*)$", path)
+        if match:
+            own = loader.nodes.get(f"{match[1]}.{match[2]}")
+            origin = loader.inherited.get(id(own)) if own is not None else None
+            if origin:
+                shown = f"{origin}{match[3]} (inherited by {match[1]})"
+        return loader.error(node, shown, message)
+
+    agents = ", ".join(cfg.agents) or "none"
+    for i, route in enumerate(cfg.routes):
+        where = f"routes[{i}]"
+        if not route.agent:
+            raise fail(where, "a route needs an agent")
+        if route.agent not in cfg.agents:
+            raise fail(f"{where}.agent", f"unknown agent {route.agent!r} (agents: {agents})")
+        for key in ROUTE_MATCH_KEYS:
+            value = getattr(route, key)
+            for j, pattern in enumerate((value,) if isinstance(value, str) else value):
+                if pattern.startswith("re:"):
+                    try:
+                        re.compile(pattern[3:])
+                    except re.error as exc:
+                        path = f"{where}.{key}" if isinstance(value, str) else f"{where}.{key}[{j}]"
+                        raise fail(path, f"bad regular expression: {exc}") from None
+
+    for name, tool in cfg.tools.items():
+        where = f"tools.{name}"
+        if name in BUILTIN_TOOLS:
+            raise fail(
+                where,
+                f"tool name {name!r} clashes with a built-in tool ({', '.join(BUILTIN_TOOLS)})",
+                key_line=True,
+            )
+        if not TOOL_NAME_RE.match(name):
+            raise fail(where, "a tool name is 1-64 letters, digits, '_' or '-'", key_line=True)
+        url = urlsplit(tool.url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise fail(f"{where}.url", f"expected an http:// or https:// URL, got {tool.url!r}")
+        if tool.parameters.get("type") != "object" or not isinstance(
+            tool.parameters.get("properties", {}), Mapping
+        ):
+            raise fail(
+                f"{where}.parameters",
+                "expected an object schema: {type: object, properties: {...}}",
+            )
+        if tool.timeout_s <= 0:
+            raise fail(f"{where}.timeout_s", "must be > 0")
+        if tool.max_response_chars < 1:
+            raise fail(f"{where}.max_response_chars", "must be >= 1")
+        for header, var in tool.headers_env.items():
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", header):
+                raise fail(f"{where}.headers_env.{header}", "invalid HTTP header name")
+            if not var:
+                raise fail(f"{where}.headers_env.{header}", "expected an environment variable")
+
+    known_tools = (*BUILTIN_TOOLS, *cfg.tools)
+    for name, agent in cfg.agents.items():
+        where = f"agents.{name}"
+        for i, tool_name in enumerate(agent.tools):
+            if tool_name not in known_tools:
+                raise fail(
+                    f"{where}.tools[{i}]",
+                    f"unknown tool {tool_name!r}, expected {', '.join(known_tools)}",
+                )
+        if "transfer" in agent.tools and not agent.transfer_targets:
+            raise fail(f"{where}.tools", "transfer needs transfer_targets for this agent")
+        if "switch_agent" in agent.tools and not agent.handoff_agents:
+            raise fail(f"{where}.tools", "switch_agent needs handoff_agents for this agent")
+        for target_name, target in agent.transfer_targets.items():
+            path = f"{where}.transfer_targets.{target_name}"
+            if not TOOL_NAME_RE.match(target_name):
+                raise fail(path, "a transfer target name is 1-64 letters, digits, '_' or '-'")
+            if not target.context or not target.exten:
+                raise fail(path, "a transfer target needs context and exten")
+            if target.priority < 1:
+                raise fail(f"{path}.priority", "must be >= 1")
+        for i, other in enumerate(agent.handoff_agents):
+            if other not in cfg.agents:
+                raise fail(
+                    f"{where}.handoff_agents[{i}]",
+                    f"unknown agent {other!r} (agents: {agents})",
+                )
+            if other == name:
+                raise fail(f"{where}.handoff_agents[{i}]", "an agent cannot hand off to itself")
+
+
+def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate config text; ``env`` (e.g. ``os.environ``) may override keys of
+    the ``listen``, ``ami`` and ``realtime`` sections (see ``ENV_SECTIONS``)."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -281,24 +702,32 @@ def load_text(text: str, file: str = "<string>") -> Config:
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(f"not valid YAML: {exc}", file=file, line=line) from exc
     loader = _Loader(file)
+    if node is not None:
+        _merge_defaults(node, loader)
     cfg = loader.dataclass(node, Config, "") if node is not None else Config()
-    cfg = dataclasses.replace(cfg, source=file)
+    if env:
+        cfg = _apply_env(cfg, env)
+    # `prices:` in the file adds to (or overrides) the published defaults
+    prices = types.MappingProxyType({**DEFAULT_PRICES, **cfg.prices})
+    cfg = dataclasses.replace(cfg, source=file, prices=prices)
     if cfg.default_agent not in cfg.agents:
         raise ConfigError(
             f"no agent named {cfg.default_agent!r} (agents: {', '.join(cfg.agents) or 'none'})",
             file=file,
             key="default_agent",
+            line=_line(loader.nodes["default_agent"]) if "default_agent" in loader.nodes else None,
         )
+    _validate(cfg, loader)
     return cfg
 
 
 def load(path: str | os.PathLike[str] | None) -> Config:
     """Load and validate a config file; ``None`` gives the built-in defaults."""
     if path is None:
-        return Config()
+        return _apply_env(Config(), os.environ)
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", file=str(p)) from exc
-    return load_text(text, str(p))
+    return load_text(text, str(p), env=os.environ)

@@ -225,6 +225,11 @@ class FastAgiServer:
             return int(self._server.sockets[0].getsockname()[1])
         return self._port
 
+    @property
+    def serving(self) -> bool:
+        """True while the listening socket accepts connections."""
+        return self._server is not None and self._server.is_serving()
+
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("FastAgiServer already started")

@@ -237,6 +237,8 @@ class AmiClient:
         self._first_attempt = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[tuple[str, EventCallback]] = []
+        self.last_error = ""  # why the last connect/login attempt failed (never the secret)
+        self.connects = 0  # successful logins: the first one, then one per reconnect
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "disconnected"
@@ -302,6 +304,7 @@ class AmiClient:
                     failures = 0
                     delay = low
                     self._manager = manager
+                    self.connects += 1
                     self._up.set()
                     log.info("AMI connected to %s:%d as %s", self.host, self.port, self.username)
                     reason = await self._watch(manager)
@@ -343,6 +346,7 @@ class AmiClient:
                 if isinstance(exc, TimeoutError)
                 else f"{type(exc).__name__}: {exc}"
             )
+            self.last_error = f"connect failed: {what}"
             self._log_failure(failures, "AMI connect to %s:%d failed: %s", what)
             return None
         except BaseException:
@@ -355,6 +359,7 @@ class AmiClient:
                 if response is None
                 else (response.get("Message") or response.get("Response") or "refused")
             )
+            self.last_error = f"login as {self.username} failed: {why}"
             self._log_failure(failures, "AMI login to %s:%d as %s failed: %s", self.username, why)
             return None
         return manager

@@ -33,6 +33,11 @@ class AudioSocketServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     @property
+    def serving(self) -> bool:
+        """True while the listening socket accepts connections."""
+        return self._server is not None and self._server.is_serving()
+
+    @property
     def active_calls(self) -> int:
         return len(self._active)
 

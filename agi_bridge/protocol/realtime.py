@@ -161,6 +161,18 @@ def user_text(text: str) -> dict[str, Any]:
     }
 
 
+def system_text(text: str) -> dict[str, Any]:
+    """A system message item (e.g. an operator's note to the model mid-call)."""
+    return {
+        "type": "conversation.item.create",
+        "item": {
+            "type": "message",
+            "role": "system",
+            "content": [{"type": "input_text", "text": text}],
+        },
+    }
+
+
 def encode(event: dict[str, Any]) -> str:
     return json.dumps(event, separators=(",", ":"))
 

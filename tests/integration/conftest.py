@@ -17,8 +17,9 @@ from agi_bridge.simulator import Scenario, Simulator
 from agi_bridge.virtual_caller import espeak
 
 BASE_CONFIG = """
-listen: {audiosocket: "127.0.0.1:0", fastagi: "127.0.0.1:0"}
+listen: {audiosocket: "127.0.0.1:0", fastagi: "127.0.0.1:0", http: "127.0.0.1:0"}
 ami: {enabled: false}
+records: {enabled: false}
 realtime: {provider: url, url: "ws://unused", connect_timeout_s: 3}
 agents:
   default:
@@ -58,16 +59,20 @@ BridgeFactory = Callable[..., Any]
 
 @pytest.fixture
 async def start_bridge(simulator: Simulator) -> AsyncIterator[BridgeFactory]:
-    """``bridge, events = await start_bridge(config=None)``: a bridge wired to the simulator."""
+    """``bridge, events = await start_bridge(config=None, **bridge_kwargs)``: a bridge wired
+    to the simulator (``bridge_kwargs`` go to Bridge, e.g. ``ami=fake``)."""
     from agi_bridge.realtime import connector
 
     bridges: list[Bridge] = []
 
-    async def start(config: Config | None = None) -> tuple[Bridge, Events]:
+    async def start(config: Config | None = None, **kwargs: Any) -> tuple[Bridge, Events]:
         cfg = config or make_config()
         events = Events()
         bridge = Bridge(
-            cfg, connect=connector(cfg.realtime, url=simulator.url), observers=(events,)
+            cfg,
+            connect=connector(cfg.realtime, url=simulator.url),
+            observers=(events,),
+            **kwargs,
         )
         await bridge.start()
         bridges.append(bridge)

@@ -1,0 +1,273 @@
+"""Operator controls: HTTP JSON under ``/admin`` on the bridge's HTTP listener (``listen.http``).
+
+    GET  /admin/calls                      live calls: id, agent, caller, dnid, state, duration
+    GET  /admin/calls/{id}                 one call
+    POST /admin/calls/{id}/say             {"text": "...", "role": "user" | "system"}
+    POST /admin/calls/{id}/interrupt       stop the agent (cancel + clear + truncate)
+    POST /admin/calls/{id}/instructions    {"instructions": "..."} (session.update, live)
+    POST /admin/calls/{id}/hangup          {"reason": "..."} (optional)
+
+Answers are JSON: ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}`` with 400 (bad
+request), 401 (token), 404 (no such call), 409 (call not in conversation) or 502 (the
+Realtime session failed).
+
+Authentication: ``Authorization: Bearer TOKEN`` where TOKEN is the value of the
+environment variable named by ``admin.token_env`` (``AGI_BRIDGE_ADMIN_TOKEN``). When the
+variable is set, every request needs it. When it is not set, /admin is open, which is only
+allowed while the listener is bound to a loopback address: on any other address the
+bridge refuses to start (a ConfigError, also reported by ``agi-bridge check``).
+
+``agi-bridge admin`` (``run_cli``) is a thin client of this API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from agi_bridge.call import Call, CallNotActive
+from agi_bridge.config import Config, Listen, is_loopback, split_hostport
+from agi_bridge.errors import BridgeError, ConfigError
+
+if TYPE_CHECKING:
+    from agi_bridge.app import Bridge
+
+__all__ = ["add_admin_routes", "admin_token", "check_admin_auth", "run_cli"]
+
+PREFIX = "/admin"
+MAX_TEXT_CHARS = 4_000  # an operator message
+MAX_INSTRUCTIONS_CHARS = 32_000
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def admin_token(config: Config, env: Mapping[str, str] | None = None) -> str:
+    """The admin token from the environment ("" when not set)."""
+    env = os.environ if env is None else env
+    return env.get(config.admin.token_env, "")
+
+
+def check_admin_auth(config: Config, env: Mapping[str, str] | None = None) -> None:
+    """Refuse an open admin interface on a non-loopback address (ConfigError)."""
+    listen = getattr(config.listen, "http", "")
+    if not config.admin.enabled or not listen or admin_token(config, env):
+        return
+    host, _ = split_hostport(listen)
+    if not is_loopback(host):
+        raise ConfigError(
+            f"the admin interface on {listen} (not a loopback address) needs a token: "
+            f"set {config.admin.token_env}, or admin.enabled: false",
+            file=config.source,
+            key="listen.http",
+        )
+
+
+def _reply(status: int = 200, **body: Any) -> web.Response:
+    body = {"ok": 200 <= status < 300, **body}
+    return web.Response(text=json.dumps(body), status=status, content_type="application/json")
+
+
+def add_admin_routes(app: web.Application, bridge: Bridge) -> None:
+    """Register the /admin routes on *app* (before it starts); see the module docstring."""
+    config = bridge.config
+    check_admin_auth(config)
+    token = admin_token(config)
+
+    def guarded(handler: Handler) -> Handler:
+        async def wrapper(request: web.Request) -> web.Response:
+            if token:
+                given = request.headers.get("Authorization", "")
+                scheme, _, value = given.partition(" ")
+                if scheme.lower() != "bearer" or not hmac.compare_digest(
+                    value.strip().encode(), token.encode()
+                ):
+                    response = _reply(401, error="missing or wrong bearer token")
+                    response.headers["WWW-Authenticate"] = 'Bearer realm="agi-bridge admin"'
+                    return response
+            try:
+                return await handler(request)
+            except CallNotActive as exc:
+                return _reply(409, error=str(exc))
+            except BridgeError as exc:
+                return _reply(502, error=f"{type(exc).__name__}: {exc}")
+
+        return wrapper
+
+    def find(request: web.Request) -> Call:
+        call = bridge.find_call(request.match_info["call_id"])
+        if call is None:
+            raise web.HTTPNotFound(
+                text=json.dumps({"ok": False, "error": "no such call"}),
+                content_type="application/json",
+            )
+        return call
+
+    async def body(request: web.Request) -> dict[str, Any]:
+        if not request.can_read_body:
+            return {}
+        try:
+            data = await request.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise web.HTTPBadRequest(
+                text=json.dumps({"ok": False, "error": "the body must be a JSON object"}),
+                content_type="application/json",
+            )
+        return data
+
+    def text_field(data: dict[str, Any], key: str, limit: int) -> str:
+        value = data.get(key)
+        if not isinstance(value, str) or not value.strip():
+            error = f"{key!r} must be a non-empty string"
+        elif len(value) > limit:
+            error = f"{key!r} is longer than {limit} characters"
+        else:
+            return value.strip()
+        raise web.HTTPBadRequest(
+            text=json.dumps({"ok": False, "error": error}), content_type="application/json"
+        )
+
+    async def list_calls(request: web.Request) -> web.Response:
+        calls = sorted(bridge.calls.values(), key=lambda c: c.started_at)
+        return _reply(calls=[c.info() for c in calls if c.call_id != "-"])
+
+    async def get_call(request: web.Request) -> web.Response:
+        return _reply(call=find(request).info())
+
+    async def say(request: web.Request) -> web.Response:
+        call = find(request)
+        data = await body(request)
+        text = text_field(data, "text", MAX_TEXT_CHARS)
+        role = data.get("role", "user")
+        if role not in ("user", "system"):
+            return _reply(400, error="'role' must be 'user' or 'system'")
+        await call.say(text, "system" if role == "system" else "user")
+        return _reply(call=call.info())
+
+    async def interrupt(request: web.Request) -> web.Response:
+        call = find(request)
+        cut = await call.interrupt()
+        return _reply(call=call.info(), **cut)
+
+    async def instructions(request: web.Request) -> web.Response:
+        call = find(request)
+        text = text_field(await body(request), "instructions", MAX_INSTRUCTIONS_CHARS)
+        await call.set_instructions(text)
+        return _reply(call=call.info())
+
+    async def hangup(request: web.Request) -> web.Response:
+        call = find(request)
+        data = await body(request)
+        reason = data.get("reason") or "operator"
+        if not isinstance(reason, str):
+            return _reply(400, error="'reason' must be a string")
+        call.hangup(reason[:200])
+        return _reply(call=call.info())
+
+    router = app.router
+    router.add_get(f"{PREFIX}/calls", guarded(list_calls))
+    router.add_get(f"{PREFIX}/calls/{{call_id}}", guarded(get_call))
+    router.add_post(f"{PREFIX}/calls/{{call_id}}/say", guarded(say))
+    router.add_post(f"{PREFIX}/calls/{{call_id}}/interrupt", guarded(interrupt))
+    router.add_post(f"{PREFIX}/calls/{{call_id}}/instructions", guarded(instructions))
+    router.add_post(f"{PREFIX}/calls/{{call_id}}/hangup", guarded(hangup))
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def add_cli(sub: Any) -> None:
+    """The ``agi-bridge admin`` subcommand (argparse subparsers action)."""
+    p = sub.add_parser("admin", help="operator controls of a running bridge (HTTP admin API)")
+    p.add_argument("--url", help="the bridge's HTTP listener (default: from -c, or listen.http)")
+    p.add_argument("-c", "--config", help="config file: its listen.http and admin.token_env")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    actions = p.add_subparsers(dest="action", required=True)
+    actions.add_parser("calls", help="list the live calls")
+    a = actions.add_parser("say", help="add a message to a call's conversation")
+    a.add_argument("call")
+    a.add_argument("text")
+    a.add_argument("--role", choices=("user", "system"), default="user")
+    a = actions.add_parser("interrupt", help="stop the agent talking")
+    a.add_argument("call")
+    a = actions.add_parser("instructions", help="replace a call's instructions")
+    a.add_argument("call")
+    a.add_argument("text")
+    a = actions.add_parser("hangup", help="end a call")
+    a.add_argument("call")
+    a.add_argument("--reason", default="operator")
+
+
+def _base_url(args: argparse.Namespace, config: Config | None) -> str:
+    if args.url:
+        return str(args.url).rstrip("/")
+    listen = getattr(config.listen if config else Listen(), "http", "") or "127.0.0.1:8088"
+    host, port = split_hostport(listen)
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def run_cli(args: argparse.Namespace, config: Config | None) -> int:
+    """Run one ``agi-bridge admin`` action; prints the answer, returns the exit code."""
+    base = _base_url(args, config)
+    token = admin_token(config or Config())
+    path, payload = f"{PREFIX}/calls", None
+    if args.action != "calls":
+        path = f"{PREFIX}/calls/{urllib.parse.quote(args.call, safe='')}/{args.action}"
+        payload = {}
+        if args.action == "say":
+            payload = {"text": args.text, "role": args.role}
+        elif args.action == "instructions":
+            payload = {"instructions": args.text}
+        elif args.action == "hangup":
+            payload = {"reason": args.reason}
+    data = json.dumps(payload).encode() if payload is not None else None
+    request = urllib.request.Request(base + path, data=data, method="POST" if data else "GET")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=args.timeout) as response:
+            answer = json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        try:
+            detail = json.loads(exc.read() or b"{}").get("error") or exc.reason
+        except ValueError:
+            detail = exc.reason
+        print(f"error: HTTP {exc.code}: {detail}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(f"error: cannot reach {base}: {reason}", file=sys.stderr)
+        return 1
+    if args.action == "calls":
+        calls = answer.get("calls", [])
+        if not calls:
+            print("no live calls")
+        for c in calls:
+            print(
+                f"{c['id']}  {c['agent']:<12} caller {c['caller'] or '-':<16} "
+                f"dnid {c['dnid'] or '-':<10} {c['state']:<10} {c['duration_s']:7.1f} s"
+            )
+        return 0
+    extra = ""
+    if args.action == "interrupt":
+        heard, dropped = answer.get("audio_end_ms", 0), answer.get("dropped_ms", 0)
+        extra = f" (heard {heard} ms, dropped {dropped:.0f} ms)"
+    print(f"ok: {args.action} {args.call}{extra}")
+    return 0
