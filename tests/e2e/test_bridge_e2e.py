@@ -50,16 +50,14 @@ class Rig:
         return [m[1] for m in map(rx.search, self.asterisk.log_text().splitlines()) if m]
 
 
-StartRig = Callable[[Scenario], Awaitable[Rig]]
+StartRig = Callable[..., Awaitable[Rig]]
 
 
 @pytest.fixture
-async def rig(
-    asterisk_factory: Callable[..., Asterisk], tmp_path: Path
-) -> AsyncIterator[StartRig]:
+async def rig(asterisk_factory: Callable[..., Asterisk], tmp_path: Path) -> AsyncIterator[StartRig]:
     started: list[tuple[Bridge, Simulator]] = []
 
-    async def start(scenario: Scenario) -> Rig:
+    async def start(scenario: Scenario, agent_yaml: str = "") -> Rig:
         agi_port, as_port = harness.free_port(), harness.free_port()
         asterisk = asterisk_factory(
             env={"AGI_BRIDGE_AGI_PORT": str(agi_port), "AGI_BRIDGE_AUDIOSOCKET_PORT": str(as_port)}
@@ -78,6 +76,7 @@ agents:
   default:
     greeting: Greet the caller.
     turn_detection: {{type: server_vad, silence_duration_ms: 500}}
+{agent_yaml}
 """,
             "e2e.yaml",
         )
@@ -94,7 +93,7 @@ agents:
         started.append((bridge, sim))
         assert bridge.ami is not None
         async with asyncio.timeout(10):
-            while not bridge.ami.connected:
+            while not bridge.ami.connected:  # noqa: ASYNC110 - a property, no event to await
                 await asyncio.sleep(0.05)
         return holder[0]
 
@@ -141,7 +140,12 @@ async def test_send_dtmf_reaches_the_phone_as_rfc4733_digits(
     r = await rig(
         Scenario(
             greeting="Hi.",
-            turns=[Turn("Pressing one, then hash.", tool_calls=(ToolCall("send_dtmf", {"digits": "1#"}),))],
+            turns=[
+                Turn(
+                    "Pressing one, then hash.",
+                    tool_calls=(ToolCall("send_dtmf", {"digits": "1#"}),),
+                )
+            ],
         )
     )
     capture = rtp_capture()
@@ -228,3 +232,38 @@ async def test_agent_audio_leaves_asterisk_evenly_paced(
     assert float(np.percentile(deviation, 99)) < 15.0
     assert result.recording is not None
     assert harness.speech_present(result.recording, 0.0, 8.0, min_active=3.0)
+
+
+async def test_transfer_moves_the_caller_to_the_target_extension(
+    rig: StartRig, softphone: MakePhone, tmp_path: Path
+) -> None:
+    r = await rig(
+        Scenario(
+            greeting="Hi.",
+            turns=[
+                Turn(
+                    "Let me put you through.",
+                    tool_calls=(
+                        ToolCall("transfer", {"destination": "greeter", "summary": "wants hello"}),
+                    ),
+                )
+            ],
+        ),
+        agent_yaml="""    transfer_targets:
+      greeter: {context: agi-bridge-phones, exten: "601", description: plays hello world}""",
+    )
+    wav = caller_wav(tmp_path, "Put me through to the greeter.", lead=1.5, trail=12.0)
+    result = await softphone().acall(harness.EXT_AGENT_DEFAULT, wav, duration=15.0)
+    assert result.established, result.log
+    # 601 plays hello-world and hangs up: the caller ended up there, not in the fallback
+    assert result.ended_by_remote, result.log
+    log = r.asterisk.log_text()
+    assert re.search(r"Playback\(\"PJSIP/6001-\w+\", \"hello-world\"\)", log), log[-3000:]
+    assert r.fallback_reasons() == []
+    assert "completed by agent" not in log
+    end = r.of("end")
+    assert end and end[0]["reason"] == "transferred"
+    transfer = r.of("transfer")
+    assert transfer and transfer[0]["destination"] == "greeter"
+    assert transfer[0]["summary"] == "wants hello"
+    await asyncio.to_thread(r.asterisk.wait_for_no_channels, 5)
