@@ -83,3 +83,13 @@ def resample_to_8k(pcm: bytes, rate: int, state: ResampleState) -> tuple[bytes, 
     if _BIG_ENDIAN:  # pragma: no cover
         out = audioop.byteswap(out, SAMPLE_WIDTH)
     return out, new_state
+
+
+def to_stereo(pcm: bytes, *, left: bool) -> bytes:
+    """slin16 mono -> stereo with the audio on one side and silence on the other."""
+    return audioop.tostereo(pcm, SAMPLE_WIDTH, 1 if left else 0, 0 if left else 1)
+
+
+def mix(a: bytes, b: bytes) -> bytes:
+    """Sample-wise sum of two slin16 buffers of equal length (saturating)."""
+    return audioop.add(a, b, SAMPLE_WIDTH)

@@ -36,8 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-import numpy as np
-
+from agi_bridge import audio
 from agi_bridge.audio import SAMPLE_RATE, SLIN_FRAME_BYTES
 from agi_bridge.config import Config, Price
 
@@ -330,10 +329,10 @@ class WavRecorder:
         n = min(len(self._caller), len(self._agent)) // 2
         if n <= 0 or self._file is None:
             return
-        out = np.empty(2 * n, dtype="<i2")
-        out[0::2] = np.frombuffer(self._caller, dtype="<i2", count=n)
-        out[1::2] = np.frombuffer(self._agent, dtype="<i2", count=n)
-        self._file.write(out.tobytes())
+        # interleave caller (left) and agent (right) with the same stdlib codec module
+        left = audio.to_stereo(bytes(self._caller[: 2 * n]), left=True)
+        right = audio.to_stereo(bytes(self._agent[: 2 * n]), left=False)
+        self._file.write(audio.mix(left, right))
         del self._caller[: 2 * n]
         del self._agent[: 2 * n]
         self.written += n
