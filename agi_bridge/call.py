@@ -57,6 +57,11 @@ HANGUP_TAIL_S = 0.3
 # Asterisk reads AudioSocket continuously; this much unsent output means it stopped.
 MAX_WRITE_BACKLOG = 64 * 1024
 INPUT_BATCH_BYTES = 320  # µ-law bytes per input_audio_buffer.append: 40 ms
+# A Local channel whose far side waits in WaitExten()/Read() (a phone menu reached with
+# `agi-bridge call Local/...`) sends no frames at all, and the Realtime VAD runs on the
+# appended audio: it would never hear a prompt end. After this long without audio from
+# Asterisk the bridge appends that much silence instead (a phone's RTP never stops).
+CALLER_GAP_S = 0.2
 STATUS_VARIABLE = "AGI_BRIDGE_STATUS"
 
 
@@ -155,6 +160,7 @@ class CallStats:
     skipped_frames: int = 0
     underruns: int = 0
     dropped_ms: float = 0.0
+    caller_gap_fill_ms: float = 0.0  # silence appended while Asterisk sent no audio
     appends_sent: int = 0
     truncates_sent: int = 0
     barge_ins: int = 0
@@ -403,7 +409,12 @@ class Call:
 
     async def _pump_caller(self) -> None:
         while True:
-            data = await self._reader.read(8192)
+            try:
+                async with asyncio.timeout(CALLER_GAP_S):
+                    data = await self._reader.read(8192)  # cancel-safe: nothing is lost
+            except TimeoutError:
+                await self._fill_caller_gap(CALLER_GAP_S)
+                continue
             if not data:
                 self.end(EndReason.CALLER_HANGUP, "AudioSocket closed")
                 return
@@ -435,6 +446,16 @@ class Call:
                 self._log.warning("ignoring a second UUID frame %s", ev.value)
             elif isinstance(ev, asock.Error):
                 self.end(EndReason.PROTOCOL_ERROR, f"error frame from Asterisk {ev.payload!r}")
+
+    async def _fill_caller_gap(self, seconds: float) -> None:
+        """Asterisk sent nothing for *seconds*: append that much silence (see CALLER_GAP_S)."""
+        if self._rt is None or self.state is not State.ACTIVE:
+            return
+        if not self._in_batch:
+            self._batch_started_at = self._clock()
+        self._in_batch += audio.ulaw_silence(round(seconds * 1000))
+        self.stats.caller_gap_fill_ms += seconds * 1000
+        await self._flush_caller_audio()
 
     async def _flush_caller_audio(self) -> None:
         if self._rt is None:

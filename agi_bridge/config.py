@@ -206,6 +206,22 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Outbound:
+    """``agi-bridge call``: outbound calls placed with AMI Originate (see outbound.py)."""
+
+    # A plain number (no "/" in it) is dialed as Local/NUMBER@dial_context.
+    dial_context: DialString = "agi-bridge-outbound"
+    # Once answered, the call runs extension <agent> of this context: the agent path.
+    agent_context: DialString = "agi-bridge-agent"
+    caller_id: str = ""  # e.g. '"Support bot" <5551000>'; "" = Asterisk's default
+    ring_timeout_s: float = 30.0  # how long it may ring before "no answer"
+    timeout_s: float = 300.0  # the whole call, dialing included
+    # The address Asterisk reaches `agi-bridge call` at (its FastAGI and AudioSocket
+    # listeners, ephemeral ports); "" = the host of listen.fastagi (127.0.0.1 if wildcard).
+    bridge_host: str = ""
+
+
+@dataclass(frozen=True)
 class Records:
     """Per-call records: DIR/YYYY/MM/DD/HHMMSS_<call_id>/{events.jsonl,summary.json,call.wav}."""
 
@@ -269,7 +285,9 @@ class Config:
     listen: Listen = field(default_factory=Listen)
     ami: Ami = field(default_factory=Ami)
     realtime: Realtime = field(default_factory=Realtime)
-    agents: Mapping[str, Agent] = field(default_factory=lambda: {"default": Agent()})
+    agents: Mapping[str, Agent] = field(
+        default_factory=lambda: types.MappingProxyType({"default": Agent()})
+    )
     default_agent: str = "default"
     # Values every agent inherits unless it sets them (merged into each agent at load).
     defaults: Agent = field(default_factory=Agent)
@@ -279,6 +297,7 @@ class Config:
     dtmf: Dtmf = field(default_factory=Dtmf)
     limits: Limits = field(default_factory=Limits)
     records: Records = field(default_factory=Records)
+    outbound: Outbound = field(default_factory=Outbound)  # `agi-bridge call`
     webhook: Webhook = field(default_factory=Webhook)
     prices: Mapping[str, Price] = field(default_factory=lambda: DEFAULT_PRICES)
     source: str = ""  # the file it came from (not a YAML key)
@@ -395,14 +414,14 @@ class _Loader:
                 out[name] = self.convert(vnode, args[1], f"{key}.{name}")
             return types.MappingProxyType(out)
         if not isinstance(node, yaml.ScalarNode):
-            raise self.error(node, key, f"expected a {tp.__name__}, got a {_kind(node)}")
+            raise self.error(node, key, f"expected {_a(tp.__name__)}, got a {_kind(node)}")
         value = self.scalar(node)
         if tp is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if tp is str and value is None:
             value = ""
         if type(value) is not tp:
-            raise self.error(node, key, f"expected a {tp.__name__}, got {value!r}")
+            raise self.error(node, key, f"expected {_a(tp.__name__)}, got {value!r}")
         return value
 
     def dataclass(self, node: yaml.Node, tp: Any, key: str) -> Any:
@@ -453,6 +472,13 @@ class _Loader:
             )
         ):
             raise self.error(node, path, f"must not be negative, got {value}")
+
+
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
+def _a(type_name: str) -> str:
+    return _TYPE_WORDS.get(type_name, f"a {type_name}")
 
 
 def _kind(node: yaml.Node) -> str:

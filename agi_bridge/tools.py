@@ -95,6 +95,8 @@ def parse_digits(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ToolError("digits must be a non-empty string")
     digits = value.replace(" ", "").replace("-", "")
+    if not digits:
+        raise ToolError("digits must contain at least one key")
     digits = "".join(c.upper() if c in "abcd" else c for c in digits)
     if not DTMF_RE.match(digits):
         bad = sorted({c for c in digits if not DTMF_RE.match(c)})

@@ -156,17 +156,17 @@ agents:
 
 def test_wrong_type_scalar() -> None:
     exc = error("ami:\n  host: 127.0.0.1\n  port: '5038'\n")
-    assert str(exc) == "bridge.yaml:3 ami.port: expected a int, got '5038'"
+    assert str(exc) == "bridge.yaml:3 ami.port: expected an integer, got '5038'"
 
 
 def test_wrong_type_bool_is_not_an_int() -> None:
     exc = error("limits:\n  max_calls: true\n")
-    assert str(exc).startswith("bridge.yaml:2 limits.max_calls: expected a int")
+    assert str(exc).startswith("bridge.yaml:2 limits.max_calls: expected an integer")
 
 
 def test_wrong_type_mapping_where_a_scalar_belongs() -> None:
     exc = error("ami:\n  host:\n    name: x\n")
-    assert str(exc).startswith("bridge.yaml:3 ami.host: expected a str, got a mapping")
+    assert str(exc).startswith("bridge.yaml:3 ami.host: expected a string, got a mapping")
 
 
 def test_wrong_type_scalar_where_a_section_belongs() -> None:
@@ -176,7 +176,7 @@ def test_wrong_type_scalar_where_a_section_belongs() -> None:
 
 def test_wrong_type_in_a_list() -> None:
     exc = error("agents:\n  default:\n    tools:\n      - hangup\n      - 5\n")
-    assert str(exc) == "bridge.yaml:5 agents.default.tools[1]: expected a str, got 5"
+    assert str(exc) == "bridge.yaml:5 agents.default.tools[1]: expected a string, got 5"
 
 
 def test_tools_must_be_a_list() -> None:

@@ -150,7 +150,7 @@ def test_bad_type_in_a_transfer_target() -> None:
     )
     exc = error(text)
     assert str(exc) == (
-        "bridge.yaml:4 agents.default.transfer_targets.a.priority: expected a int, got 'x'"
+        "bridge.yaml:4 agents.default.transfer_targets.a.priority: expected an integer, got 'x'"
     )
 
 
@@ -285,7 +285,7 @@ def test_env_overrides_addresses_and_names_the_variable() -> None:
     assert cfg.realtime.url == "wss://proxy.example/v1/realtime"
     with pytest.raises(ConfigError) as info:
         load_text("", FILE, env={"AGI_BRIDGE_AMI_PORT": "many"})
-    assert str(info.value) == "environment AGI_BRIDGE_AMI_PORT: expected a int, got 'many'"
+    assert str(info.value) == "environment AGI_BRIDGE_AMI_PORT: expected an integer, got 'many'"
     with pytest.raises(ConfigError) as info:
         load_text("", FILE, env={"AGI_BRIDGE_LISTEN_FASTAGI": "nowhere"})
     assert info.value.key == "AGI_BRIDGE_LISTEN_FASTAGI" and "HOST:PORT" in str(info.value)
