@@ -215,3 +215,22 @@ async def test_caller_dtmf_reaches_model_as_text(
         )
     items = [e for e in simulator.sessions[0].received if e["type"] == "conversation.item.create"]
     assert items[0]["item"]["content"][0]["text"] == "[caller pressed 5]"
+
+
+async def test_malformed_realtime_message_ends_only_that_call(
+    simulator: Simulator, start_bridge: BridgeFactory
+) -> None:
+    bridge, events = await start_bridge()
+    simulator.scenario = Scenario(greeting="Hello there.")
+    async with VirtualCaller("127.0.0.1", bridge.audiosocket.port) as good:
+        await until(lambda: simulator.sessions, what="first session")
+        simulator.scenario = Scenario(greeting="Hi.", malformed_after_ms=800)
+        async with VirtualCaller("127.0.0.1", bridge.audiosocket.port) as bad:
+            await asyncio.wait_for(bad.closed.wait(), 10)
+        await until(lambda: events.of("end"), what="bad call ended")
+        mark = len(good.heard.times)
+        await asyncio.sleep(1.0)
+        (end,) = events.of("end")  # only the bad call ended
+    assert bad.heard.hangup_at is not None  # the dialplan falls back for that caller only
+    assert end["reason"] == "protocol_error" and "not JSON" in end["detail"]
+    assert len(good.heard.times) - mark >= 40  # the other call kept its 20 ms stream
