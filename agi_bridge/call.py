@@ -269,6 +269,10 @@ class Call:
         self._batch_started_at = 0.0
         self._resample_state: audio.ResampleState = None
         self._hangup_frame_sent = False
+        self._fatal_error = ""  # an error no new session can fix (bad key, quota...)
+        self._resumable_error = ""  # e.g. session_expired: the next session carries on
+        # the conversation so far, for a resumed session's instructions (bounded)
+        self._history: deque[str] = deque(maxlen=40)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -463,7 +467,10 @@ class Call:
             return
         chunk = bytes(self._in_batch)
         self._in_batch.clear()
-        await self._rt.send(rt.input_audio_append(chunk))
+        try:
+            await self._rt.send(rt.input_audio_append(chunk))
+        except RealtimeError:
+            return  # the session pump sees the loss too, and resumes or ends the call
         self.stats.appends_sent += 1
         # the oldest frame in the batch waited this long before it left for the model
         self.stats.frame_to_send_ms.append((self._clock() - self._batch_started_at) * 1000)
@@ -475,28 +482,76 @@ class Call:
         self._spawn(self._send_caller_dtmf(digit))
 
     async def _send_caller_dtmf(self, digit: str) -> None:
-        assert self._rt is not None
-        await self._rt.send(rt.user_text(f"[caller pressed {digit}]"))
-        await self._request_response()
+        if self._rt is None:
+            return
+        with contextlib.suppress(RealtimeError):  # a lost session resumes or ends the call
+            await self._rt.send(rt.user_text(f"[caller pressed {digit}]"))
+            await self._request_response()
 
     # ------------------------------------------------------------ model -> caller
 
     async def _run_session(self) -> None:
-        try:
-            self._rt = await self._connect(self.agent.model or self._config.realtime.model)
-        except RealtimeError as exc:
-            self.end(EndReason.REALTIME_FAILED, str(exc))
-            return
+        """Open the Realtime session and pump its events; resume it when it expires/drops.
+
+        A resumed session is a new conversation on the service side: it gets the agent's
+        instructions plus the transcript so far, while the caller's line stays up (the
+        playout keeps its 20 ms cadence in between).
+        """
+        reconnects = 0
+        while True:
+            try:
+                reason = await self._one_session(resumed=reconnects > 0)
+            except RealtimeError as exc:
+                reason = str(exc)
+                if self._rt is None and reconnects == 0:
+                    self.end(EndReason.REALTIME_FAILED, reason)  # never connected
+                    return
+            if self._stop.is_set():
+                return
+            if self._fatal_error or reconnects >= self._config.realtime.max_reconnects:
+                self.end(EndReason.REALTIME_FAILED, self._fatal_error or reason)
+                return
+            reconnects += 1
+            self._log.warning("Realtime session lost (%s): resuming (%d)", reason, reconnects)
+            self._emit("reconnect", reason=reason, attempt=reconnects)
+            await self._drop_session()
+            await asyncio.sleep(min(2.0, 0.25 * 2**reconnects))
+
+    async def _one_session(self, *, resumed: bool) -> str:
+        """Run one Realtime session to its end; returns why it ended."""
+        self._rt = await self._connect(self.agent.model or self._config.realtime.model)
         session = build_session(self._config, self.agent, self._tools, dt.date.today())
+        if resumed and self._history:
+            session = dataclasses.replace(
+                session,
+                instructions=session.instructions
+                + "\n\n# This call is already under way\nThe connection was renewed; "
+                "continue the conversation without greeting again. Transcript so far:\n"
+                + "\n".join(self._history),
+            )
         self._session = session
+        self._audio_produced = False
         await self._rt.send(rt.session_update(session))
-        self._set_state(State.ACTIVE)
-        if self.agent.greeting:
+        if self.state is State.CONNECTING:
+            self._set_state(State.ACTIVE)
+        if self.agent.greeting and not resumed:
             await self._request_response(self.agent.greeting)
         async for event in self._rt.events():
             await self._on_event(event)
-        if self.end_reason is None:
-            self.end(EndReason.REALTIME_FAILED, "Realtime session closed by the server")
+        return self._resumable_error or "Realtime session closed by the server"
+
+    async def _drop_session(self) -> None:
+        """Forget the per-session state of a lost session (its responses, its audio)."""
+        old, self._rt = self._rt, None
+        self._resumable_error = ""
+        self._response_requested = False
+        self._active_response = None
+        self._want_response = False
+        self._streaming_items.clear()
+        self._in_batch.clear()
+        if old is not None:
+            with contextlib.suppress(TimeoutError, BridgeError, OSError):
+                await asyncio.wait_for(old.close(), 3)
 
     async def _on_event(self, ev: rt.ServerEvent) -> None:
         if isinstance(ev, rt.AudioDelta):
@@ -524,12 +579,14 @@ class Call:
             text = ev.transcript or self._caller_transcripts.get(ev.item_id, "")
             self._caller_transcripts.pop(ev.item_id, None)
             self._log.info("caller: %s", text)
+            self._history.append(f"Caller: {text[:500]}")
             self._emit("caller_transcript", item_id=ev.item_id, text=text)
         elif isinstance(ev, rt.TranscriptionFailed):
             self._caller_transcripts.pop(ev.item_id, None)
             self._log.warning("caller transcription failed: %s", ev.message)
         elif isinstance(ev, rt.AudioTranscriptDone):
             self._log.info("agent: %s", ev.transcript)
+            self._history.append(f"You: {ev.transcript[:500]}")
             self._emit("agent_transcript", item_id=ev.item_id, text=ev.transcript)
         elif isinstance(ev, rt.ErrorEvent):
             self._on_error(ev)
@@ -625,8 +682,11 @@ class Call:
         self._emit("realtime_error", code=ev.code, message=ev.message)
         if ev.code == "conversation_already_has_active_response":
             self._want_response = True  # ask again when the active one is done
-        if ev.code in rt.FATAL_ERROR_CODES:
-            self.end(EndReason.REALTIME_FAILED, f"{ev.code}: {ev.message}")
+        if ev.code in rt.RESUMABLE_ERROR_CODES:
+            self._resumable_error = f"{ev.code}: {ev.message}"  # the server closes next
+        elif ev.code in rt.FATAL_ERROR_CODES:
+            self._fatal_error = f"{ev.code}: {ev.message}"
+            self.end(EndReason.REALTIME_FAILED, self._fatal_error)
 
     @property
     def _response_active(self) -> bool:
@@ -730,9 +790,13 @@ class Call:
         self._emit("tool_result", name=fc.name, result=result, call_id=fc.call_id)
         if self._stop.is_set() or self._rt is None:
             return
-        await self._rt.send(rt.function_call_output(fc.call_id, json.dumps(result)))
-        if self._tools.continues(fc.name) or not result.get("ok"):
-            await self._request_response()
+        try:
+            await self._rt.send(rt.function_call_output(fc.call_id, json.dumps(result)))
+            if self._tools.continues(fc.name) or not result.get("ok"):
+                await self._request_response()
+        except RealtimeError as exc:
+            # the session is gone (it resumes with the transcript, or the call ends)
+            self._log.warning("result of %s not delivered: %s", fc.name, exc)
 
     def _spawn(self, coro: Any) -> None:
         if self._tasks is None or self._stop.is_set():

@@ -1,4 +1,4 @@
-"""``agi-bridge``: serve | simulate | demo | check | calls | show. Thin: parse, load config, run."""
+"""``agi-bridge``: serve | call | simulate | demo | check | calls | show. Thin: parse, run."""
 
 from __future__ import annotations
 
@@ -206,6 +206,10 @@ def main(argv: list[str] | None = None) -> int:
 
     add_admin_cli(sub)  # agi-bridge admin calls|say|interrupt|instructions|hangup
 
+    from agi_bridge.outbound import add_cli as add_call_cli
+
+    add_call_cli(sub)  # agi-bridge call DESTINATION --agent NAME --goal ...
+
     p = sub.add_parser("calls", help="list recent calls (from the records directory)")
     p.add_argument("-c", "--config", help="YAML config file (for records.dir and prices)")
     p.add_argument("--limit", type=int, default=20, help="how many calls (default 20)")
@@ -219,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(
         args.log_level
-        or {"demo": "WARNING", "check": "ERROR", "admin": "WARNING"}.get(args.command, "INFO"),
+        or {"demo": "WARNING", "check": "ERROR", "admin": "WARNING", "call": "WARNING"}.get(
+            args.command, "INFO"
+        ),
         args.log_format,
     )
     try:
@@ -240,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
             check_config(cfg)
             if args.connect and not asyncio.run(check_connect(cfg)):
                 return 1
+        elif args.command == "call":
+            from agi_bridge.outbound import run_cli as run_call
+
+            return run_call(args, _load(args.config))
         elif args.command == "admin":
             from agi_bridge.admin import run_cli
 

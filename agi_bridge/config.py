@@ -77,6 +77,10 @@ class Realtime:
     # (the offline demo) instead of failing every call.
     simulator_without_key: bool = True
     connect_timeout_s: float = 10.0
+    # A session ends after 60 minutes (session_expired) or when the connection drops; the
+    # call then goes on with a new session that gets the transcript so far, this many
+    # times per call (0: end the call, the dialplan falls back).
+    max_reconnects: int = 3
 
 
 @dataclass(frozen=True)

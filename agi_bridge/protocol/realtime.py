@@ -334,6 +334,8 @@ ServerEvent = (
 FATAL_ERROR_CODES = frozenset(
     {"session_expired", "invalid_api_key", "insufficient_quota", "model_not_found"}
 )
+# ...except these, where a new session can carry the call on.
+RESUMABLE_ERROR_CODES = frozenset({"session_expired"})
 
 
 def _s(obj: dict[str, Any], key: str) -> str:

@@ -163,14 +163,49 @@ async def test_realtime_unreachable_ends_call_with_hangup_frame(
 async def test_realtime_fatal_error_mid_call_ends_call(
     simulator: Simulator, start_bridge: BridgeFactory
 ) -> None:
-    simulator.scenario = Scenario(greeting="Hi.", error_after_ms=1500, error_code="session_expired")
+    simulator.scenario = Scenario(greeting="Hi.", error_after_ms=1500, error_code="invalid_api_key")
     bridge, events = await start_bridge()
     async with VirtualCaller("127.0.0.1", bridge.audiosocket.port) as caller:
         await asyncio.wait_for(caller.closed.wait(), 10)
     assert caller.heard.hangup_at is not None
     await until(lambda: events.of("end"), what="call end")
     assert events.of("end")[0]["reason"] == "realtime_failed"
-    assert "session_expired" in events.of("end")[0]["detail"]
+    assert "invalid_api_key" in events.of("end")[0]["detail"]
+    assert len(simulator.sessions) == 1, "no new session can fix a bad key"
+
+
+async def test_expired_session_is_resumed_with_the_transcript_so_far(
+    simulator: Simulator, start_bridge: BridgeFactory, utterance: bytes
+) -> None:
+    # the service ends every session after 60 minutes; the call must go on
+    simulator.scenario = Scenario(
+        greeting="Hello there.",
+        turns=[Turn("Your order ships tomorrow.", caller_text="where is my order")],
+        error_after_ms=6000,
+        error_code="session_expired",
+    )
+    bridge, events = await start_bridge()
+    async with VirtualCaller("127.0.0.1", bridge.audiosocket.port) as caller:
+        await asyncio.sleep(1.0)
+        caller.say(utterance)
+        await until(lambda: events.of("reconnect"), what="reconnect", timeout=15)
+        simulator.scenario = Scenario(default_reply="Still here.")
+        await until(lambda: len(simulator.sessions) == 2, what="second session")
+        await asyncio.sleep(0.5)
+        caller.say(utterance)
+        await until(
+            lambda: "Still here." in [e["text"] for e in events.of("agent_transcript")],
+            what="answer on the resumed session",
+            timeout=15,
+        )
+        assert not caller.closed.is_set() and not events.of("end")
+    assert "session_expired" in events.of("reconnect")[0]["reason"]
+    resumed = simulator.sessions[1].session["instructions"]
+    assert "Caller: where is my order" in resumed
+    assert "You: Your order ships tomorrow." in resumed
+    assert [r.script for r in simulator.sessions[1].responses][0] != "greeting"
+    intervals = caller.heard.intervals_ms()[5:]
+    assert max(intervals) < 80.0, "the caller's stream kept its cadence across the resume"
 
 
 async def test_garbage_on_one_connection_does_not_disturb_another_call(
