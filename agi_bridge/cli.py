@@ -156,11 +156,11 @@ async def _demo(cfg: Config, say: str, wav_out: str) -> int:
             )
         async with VirtualCaller("127.0.0.1", bridge.audiosocket.port) as caller:
             print(f"virtual caller connected (call {caller.uuid})")
-            await asyncio.sleep(4.0)  # listen to the greeting
+            await caller.wait_quiet(after_audio=True, timeout=30)  # hear the whole greeting
             print(f"       caller says: {say!r} ({len(speech) / 16000:.1f} s of audio)")
             caller.say(speech)
             await caller.wait_spoken()
-            await asyncio.sleep(5.0)  # listen to the answer
+            await caller.wait_quiet(after_audio=True, timeout=30)  # hear the whole answer
             caller.hangup()
             await asyncio.sleep(0.3)
         heard = bytes(caller.heard.pcm)

@@ -84,6 +84,22 @@ class VirtualCaller:
         while self._mic:  # noqa: ASYNC110 - the send loop drains it at 20 ms per frame
             await asyncio.sleep(0.02)
 
+    async def wait_quiet(
+        self, *, quiet_ms: int = 800, after_audio: bool = False, timeout: float = 30.0
+    ) -> bool:
+        """Wait until the bridge has sent only silence for ``quiet_ms``; with
+        ``after_audio``, only once some new (non-silent) audio has been heard first."""
+        quiet = bytes(SLIN_FRAME_BYTES * (quiet_ms // 20))
+        start = len(self.heard.pcm)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.closed.is_set():
+            new = self.heard.pcm[start:]
+            heard_audio = any(new) if after_audio else True
+            if heard_audio and len(new) >= len(quiet) and new[-len(quiet) :] == quiet:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
     def press(self, digit: str) -> None:
         assert self._writer is not None
         self._writer.write(asock.dtmf_frame(digit))
