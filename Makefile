@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= examples/agi-bridge.yaml
 
-.PHONY: install test-env test test-unit lint run demo simulate bench clean
+.PHONY: install test-env test test-unit lint run demo simulate bench clean up down logs smoke
 
 install: $(VENV)/.installed
 
@@ -47,3 +47,21 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# --- Docker (docker/README.md): Asterisk 22 + bridge (+ simulator without OPENAI_API_KEY) ---
+# Without OPENAI_API_KEY the Realtime simulator runs as its own service (compose.simulator.yaml).
+COMPOSE ?= docker compose -f docker/compose.yaml $(if $(OPENAI_API_KEY),,-f docker/compose.simulator.yaml)
+
+up:
+	$(COMPOSE) up -d --build --wait
+
+down:
+	docker compose -f docker/compose.yaml -f docker/compose.simulator.yaml --profile smoke down --remove-orphans
+
+logs:
+	$(COMPOSE) logs -f --tail=200
+
+# One scripted call from a headless baresip to the agent (docker/softphone/smoke.py).
+smoke: up
+	$(COMPOSE) --profile smoke build softphone
+	$(COMPOSE) --profile smoke run --rm softphone
