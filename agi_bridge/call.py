@@ -269,6 +269,7 @@ class Call:
         self._batch_started_at = 0.0
         self._resample_state: audio.ResampleState = None
         self._hangup_frame_sent = False
+        self._caller_heard_until = 0.0  # clock of the last caller data (or filled silence)
         self._fatal_error = ""  # an error no new session can fix (bad key, quota...)
         self._resumable_error = ""  # e.g. session_expired: the next session carries on
         # the conversation so far, for a resumed session's instructions (bounded)
@@ -312,6 +313,7 @@ class Call:
                 tg.create_task(self._supervise())
                 tg.create_task(self._pump_playout())
                 tg.create_task(self._pump_caller())
+                tg.create_task(self._fill_caller_gaps())
                 tg.create_task(self._run_session())
         except* _Stop:
             pass
@@ -413,12 +415,8 @@ class Call:
 
     async def _pump_caller(self) -> None:
         while True:
-            try:
-                async with asyncio.timeout(CALLER_GAP_S):
-                    data = await self._reader.read(8192)  # cancel-safe: nothing is lost
-            except TimeoutError:
-                await self._fill_caller_gap(CALLER_GAP_S)
-                continue
+            data = await self._reader.read(8192)
+            self._caller_heard_until = self._clock()
             if not data:
                 self.end(EndReason.CALLER_HANGUP, "AudioSocket closed")
                 return
@@ -451,15 +449,25 @@ class Call:
             elif isinstance(ev, asock.Error):
                 self.end(EndReason.PROTOCOL_ERROR, f"error frame from Asterisk {ev.payload!r}")
 
-    async def _fill_caller_gap(self, seconds: float) -> None:
-        """Asterisk sent nothing for *seconds*: append that much silence (see CALLER_GAP_S)."""
-        if self._rt is None or self.state is not State.ACTIVE:
-            return
-        if not self._in_batch:
-            self._batch_started_at = self._clock()
-        self._in_batch += audio.ulaw_silence(round(seconds * 1000))
-        self.stats.caller_gap_fill_ms += seconds * 1000
-        await self._flush_caller_audio()
+    async def _fill_caller_gaps(self) -> None:
+        """Append silence while Asterisk sends no audio (see CALLER_GAP_S); a few wake-ups
+        a second, so a phone call whose RTP never stops costs next to nothing."""
+        self._caller_heard_until = self._clock()
+        while True:
+            await asyncio.sleep(CALLER_GAP_S)
+            now = self._clock()
+            gap = now - self._caller_heard_until
+            if gap < CALLER_GAP_S:
+                continue
+            self._caller_heard_until = now
+            if self._rt is None or self.state is not State.ACTIVE:
+                continue
+            if not self._in_batch:
+                self._batch_started_at = now
+            ms = min(int(gap * 1000), 1000) // audio.FRAME_MS * audio.FRAME_MS
+            self._in_batch += audio.ulaw_silence(ms)
+            self.stats.caller_gap_fill_ms += ms
+            await self._flush_caller_audio()
 
     async def _flush_caller_audio(self) -> None:
         if self._rt is None:
@@ -890,6 +898,7 @@ class Call:
         self._emit("agent_switch", agent=name, previous=previous)
 
     def call_info(self) -> dict[str, str]:
+        """Who this call is (webhook tools send it along with their arguments)."""
         meta = self.meta
         return {
             "call_id": self.call_id,
@@ -918,13 +927,13 @@ class Call:
 
     def info(self) -> dict[str, Any]:
         """What the admin interface lists about a live call."""
-        meta = self.meta
+        ident = self.call_info()
         return {
-            "id": self.call_id,
-            "agent": self.agent_name,
-            "caller": meta.caller_id if meta else "",
-            "dnid": meta.dnid if meta else "",
-            "channel": meta.channel if meta else "",
+            "id": ident["call_id"],
+            "agent": ident["agent"],
+            "caller": ident["caller_id"],
+            "dnid": ident["dnid"],
+            "channel": ident["channel"],
             "state": self.state.value,
             "duration_s": round(self.duration_s, 1),
         }

@@ -43,8 +43,9 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
-def setup_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler()
+def setup_logging(level: str, fmt: str, handler: logging.Handler | None = None) -> None:
+    """Root logging: every line carries the call id; ``fmt`` is "text" or "json"."""
+    handler = handler or logging.StreamHandler()
     handler.addFilter(_CallIdFilter())
     if fmt == "json":
         handler.setFormatter(_JsonFormatter())

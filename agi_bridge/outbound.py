@@ -28,7 +28,8 @@ How a call is placed (verified on Asterisk 22.10.1, see tests/e2e/test_outbound_
 
 Exit codes (:data:`EXIT_CODES`): 0 goal achieved, 1 goal not achieved, 2 usage or
 configuration error, 3 remote hung up, 4 no answer, 5 busy, 6 congestion, 7 failed,
-8 timeout, 130 interrupted.
+8 timeout, 130 interrupted. ``--csv FILE --concurrency N`` places one call per row (each
+with its own bridge), N at a time; exit code 0 when every goal was achieved, else 1.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from typing import Any
 from agi_bridge.app import Bridge
 from agi_bridge.asterisk.ami import AmiClient, AmiMessage
 from agi_bridge.config import Config
-from agi_bridge.errors import AmiError, ConfigError
+from agi_bridge.errors import AmiError, BridgeError, ConfigError
 from agi_bridge.protocol.agi import AgiRequest
 from agi_bridge.records import Ledger
 
@@ -99,7 +100,7 @@ ORIGINATE_REASONS: dict[int, tuple[str, str]] = {
     1: ("failed", "the far end hung up before answering"),
     3: ("no_answer", "no answer before the ring timeout"),
     5: ("busy", "the destination is busy"),
-    8: ("congestion", "congestion: the destination or the network could not take the call"),
+    8: ("congestion", "the destination or the network could not take the call"),
 }
 
 GOAL_INSTRUCTIONS = """\
@@ -290,6 +291,15 @@ class OutboundCall:
             self._stop_reason = "interrupted"
         self._changed.set()
 
+    @property
+    def interrupted(self) -> bool:
+        return self._stop_reason == "interrupted"
+
+    def skip(self, detail: str) -> CallResult:
+        """The result of a call that was never placed (``--csv`` after Ctrl-C)."""
+        self._t0 = time.monotonic()
+        return self._finish("interrupted", detail)
+
     async def run(self) -> CallResult:
         """Place the call and follow it to its end. Never raises for call failures."""
         self._t0 = time.monotonic()
@@ -323,7 +333,10 @@ class OutboundCall:
                 simulator_scenario=self._scenario,
             )
             bridge.fastagi.accept = self._accept
-            await bridge.start()
+            try:
+                await bridge.start()
+            except (OSError, BridgeError) as exc:
+                return self._finish("failed", f"cannot start the call's bridge: {exc}")
             if bridge.simulator is not None:
                 self._print(f"Realtime: the bundled SIMULATOR at {bridge.simulator.url}")
             await self._place(ami, bridge)
@@ -380,8 +393,8 @@ class OutboundCall:
         reason = _int(ev.get("Reason"))
         self.result.originate_reason = reason
         if ev.get("Response").lower() != "success":
-            await asyncio.sleep(HANGUP_EVENT_WAIT_S)  # Hangup events carry the cause
-            self._take_cause()
+            # the Hangup events (if a channel was created at all) carry the cause
+            await self._wait(self._take_cause, time.monotonic() + HANGUP_EVENT_WAIT_S, stop=False)
             outcome, text = ORIGINATE_REASONS.get(
                 reason if reason is not None else -1,
                 ("failed", f"the call failed (OriginateResponse Reason {reason})"),
@@ -402,7 +415,8 @@ class OutboundCall:
         await self._wait(settled, deadline)
         if not settled():  # our timeout or Ctrl-C
             if self._call is not None:
-                self._call.hangup(self._stop_reason or "timeout")
+                with contextlib.suppress(BridgeError):  # it ended meanwhile
+                    self._call.hangup(self._stop_reason or "timeout")
             else:
                 await self._hangup_channel(ami)
             await self._wait(settled, time.monotonic() + END_GRACE_S, stop=False)
@@ -483,6 +497,7 @@ class OutboundCall:
     def _finish(self, outcome: str, detail: str) -> CallResult:
         r = self.result
         r.outcome, r.detail = outcome, detail
+        self._line(f"=> {OUTCOME_TEXT.get(outcome, outcome)}: {detail}")
         r.duration_s = _seconds(self.now())
         r.tokens = dict(self._ledger.tokens)
         r.cost_usd = self._ledger.cost_usd
@@ -491,14 +506,16 @@ class OutboundCall:
             r.call_id = self._call.call_id
         return r
 
-    def _take_cause(self) -> None:
-        """The first non-zero Q.850 cause of our channel (or its ;2 half, or a leg it dialed)."""
+    def _take_cause(self) -> bool:
+        """The first non-zero Q.850 cause of our channel (or its ;2 half, or a leg it
+        dialed) into the result; False when there is none (yet)."""
         for ev in self._hangups:
             cause = _int(ev.get("Cause"))
             if cause:
                 self.result.hangup_cause = cause
                 self.result.hangup_cause_text = ev.get("Cause-txt")
-                return
+                return True
+        return False
 
     def _channel_gone(self) -> bool:
         return any(ev.get("Uniqueid") == self.channel_id for ev in self._hangups)
@@ -676,6 +693,11 @@ exit codes:
   2  usage or config error    7  failed (invalid destination, unreachable, bridge error)
   3  the far end hung up      8  timeout (--timeout)
   4  no answer                130 interrupted (Ctrl-C)
+
+--csv FILE: one call per row (header: destination, and optionally goal, agent,
+caller_id; empty cells use --goal/--agent/--caller-id), --concurrency at a time. Exit
+code 0 when every call achieved its goal, else 1 (each result has its own outcome and
+exit_code); --json prints a list.
 """
 
 
@@ -684,15 +706,19 @@ def add_cli(sub: Any) -> None:
     p = sub.add_parser(
         "call",
         help="place an outbound call: an agent dials, navigates menus, reaches a goal",
-        description="Place one outbound call through AMI Originate; the agent works toward "
+        description="Place an outbound call through AMI Originate; the agent works toward "
         "the goal (pressing keys, talking) and the result is printed at the end.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("destination", help="PJSIP/ENDPOINT, TECH/..., Local/EXTEN@CONTEXT or a number")
+    p.add_argument(
+        "destination",
+        nargs="?",
+        help="PJSIP/ENDPOINT, TECH/..., Local/EXTEN@CONTEXT or a number (or --csv)",
+    )
     p.add_argument("-c", "--config", help="YAML config file (default: built-in defaults)")
     p.add_argument("--agent", required=True, help="agent of the config that makes the call")
-    p.add_argument("--goal", required=True, help="what the agent must achieve on the call")
+    p.add_argument("--goal", help="what the agent must achieve on the call (required)")
     p.add_argument(
         "--timeout",
         type=float,
@@ -710,12 +736,43 @@ def add_cli(sub: Any) -> None:
     p.add_argument(
         "--record",
         metavar="DIR",
-        help="write the call record (events, summary, stereo wav) under DIR",
+        help="write the call record (events, summary, stereo wav, result.json) under DIR",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no live transcript")
     p.add_argument(
         "--scenario", help="scenario YAML for the bundled simulator (when no Realtime key is set)"
     )
+    p.add_argument("--csv", metavar="FILE", help="call every destination of a CSV file")
+    p.add_argument(
+        "--concurrency", type=int, default=1, help="--csv: calls at the same time (default 1)"
+    )
+
+
+def read_csv(path: str) -> list[dict[str, str]]:
+    """Rows of a ``--csv`` file: a header with ``destination`` (and optionally goal, agent,
+    caller_id); empty lines and lines starting with ``#`` are skipped."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            lines = [line for line in f if line.strip() and not line.lstrip().startswith("#")]
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", file=path) from exc
+    reader = csv.DictReader(lines)
+    fields = [name.strip() for name in reader.fieldnames or []]
+    if "destination" not in fields:
+        raise ConfigError("the CSV needs a header with a 'destination' column", file=path)
+    unknown = set(fields) - {"destination", "goal", "agent", "caller_id"}
+    if unknown:
+        raise ConfigError(f"unknown CSV columns {sorted(unknown)}", file=path)
+    rows = []
+    for row in reader:
+        clean = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
+        if clean.get("destination"):
+            rows.append(clean)
+    if not rows:
+        raise ConfigError("no destinations in the CSV", file=path)
+    return rows
 
 
 def run_cli(args: argparse.Namespace, config: Config) -> int:
@@ -732,37 +789,98 @@ def run_cli(args: argparse.Namespace, config: Config) -> int:
         scenario = Scenario.from_yaml(args.scenario)
     live = sys.stderr if args.json else sys.stdout
 
-    def printer(line: str) -> None:
-        if not args.quiet:
-            print(line, file=live, flush=True)
+    def printer(prefix: str = "") -> Printer:
+        def show(line: str) -> None:
+            if not args.quiet:
+                print(f"{prefix}{line}", file=live, flush=True)
 
-    runner = OutboundCall(
-        config,
-        args.destination,
-        agent=args.agent,
-        goal=args.goal,
-        timeout_s=args.timeout,
-        ring_timeout_s=args.ring_timeout,
-        caller_id=args.caller_id,
-        printer=printer,
-        simulator_scenario=scenario,
-    )
+        return show
 
-    async def main() -> CallResult:
+    def runner(destination: str, row: dict[str, str], prefix: str = "") -> OutboundCall:
+        goal = row.get("goal") or args.goal
+        if not goal:
+            raise ConfigError("a goal is needed (--goal, or a goal column with --csv)")
+        return OutboundCall(
+            config,
+            destination,
+            agent=row.get("agent") or args.agent,
+            goal=goal,
+            timeout_s=args.timeout,
+            ring_timeout_s=args.ring_timeout,
+            caller_id=row.get("caller_id") or args.caller_id,
+            printer=printer(prefix),
+            simulator_scenario=scenario,
+        )
+
+    if args.csv:
+        if args.destination:
+            raise ConfigError("give a destination or --csv, not both")
+        if args.concurrency < 1:
+            raise ConfigError("must be >= 1", key="--concurrency")
+        rows = read_csv(args.csv)
+        width = len(str(len(rows)))
+        runners = []
+        for i, row in enumerate(rows, start=1):
+            try:
+                runners.append(runner(row["destination"], row, f"[{i:>{width}}] "))
+            except ConfigError as exc:
+                raise ConfigError(f"row {i}: {exc}", file=args.csv) from None
+    else:
+        if not args.destination:
+            raise ConfigError("a destination is needed (or --csv FILE)")
+        runners = [runner(args.destination, {})]
+
+    async def main() -> list[CallResult]:
+        def interrupt() -> None:
+            for r in runners:
+                r.interrupt()
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, runner.interrupt)
-        return await runner.run()
+                loop.add_signal_handler(sig, interrupt)
+        slots = asyncio.Semaphore(args.concurrency)
 
-    result = asyncio.run(main())
-    if result.record_dir:
-        with contextlib.suppress(OSError):
-            Path(result.record_dir, "result.json").write_text(
-                json.dumps(result.to_json(), indent=2) + "\n"
-            )
+        async def one(r: OutboundCall) -> CallResult:
+            async with slots:
+                if r.interrupted:  # Ctrl-C while it waited for a slot
+                    return r.skip("interrupted (Ctrl-C) before dialing")
+                return await r.run()
+
+        return list(await asyncio.gather(*(one(r) for r in runners)))
+
+    results = asyncio.run(main())
+    for result in results:
+        if result.record_dir:
+            with contextlib.suppress(OSError):
+                Path(result.record_dir, "result.json").write_text(
+                    json.dumps(result.to_json(), indent=2) + "\n"
+                )
+    if not args.csv:
+        result = results[0]
+        if args.json:
+            print(json.dumps(result.to_json(), indent=2))
+        else:
+            print(format_result(result, transcript=args.quiet))
+        return result.exit_code
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        print(json.dumps([r.to_json() for r in results], indent=2))
     else:
-        print(format_result(result, transcript=args.quiet))
-    return result.exit_code
+        print(format_batch(results))
+    return 0 if all(r.outcome == "goal_achieved" for r in results) else 1
+
+
+def format_batch(results: list[CallResult]) -> str:
+    """One line per call of a ``--csv`` run, then the count per outcome."""
+    lines = ["", f"Results ({len(results)} calls):"]
+    width = max(len(r.destination) for r in results)
+    for i, r in enumerate(results, start=1):
+        lines.append(
+            f"  {i:>3}  {r.destination:<{width}}  {r.outcome:<17} exit {r.exit_code:<3} "
+            f"{r.duration_s:6.1f} s  digits {r.digits_sent or '-':<8} {r.detail}"
+        )
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.outcome] = counts.get(r.outcome, 0) + 1
+    lines.append("  " + ", ".join(f"{n} {OUTCOME_TEXT.get(o, o)}" for o, n in counts.items()))
+    return "\n".join(lines)

@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from agi_bridge import cli
 from agi_bridge.app import Bridge
 from agi_bridge.call import Call
 from agi_bridge.config import Config, Listen, load_text
@@ -88,25 +89,9 @@ SAMPLES = ("frame_times", "frame_to_send_ms", "delta_to_frame_ms", "turn_latency
 LAG_INTERVAL_S = 0.010
 
 
-class _CallIdFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "call_id"):
-            record.call_id = "-"
-        return True
-
-
 def setup_logging(level: str, path: str | None) -> None:
-    handler: logging.Handler = (
-        logging.FileHandler(path, encoding="utf-8") if path else logging.StreamHandler()
-    )
-    handler.addFilter(_CallIdFilter())
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)-7s [%(call_id)s] %(name)s: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    logging.getLogger("websockets").setLevel(logging.WARNING)
+    handler = logging.FileHandler(path, encoding="utf-8") if path else None
+    cli.setup_logging(level, "text", handler)
 
 
 def pacer_counts(call: Call) -> tuple[int, int]:
