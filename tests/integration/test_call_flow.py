@@ -203,7 +203,7 @@ async def test_expired_session_is_resumed_with_the_transcript_so_far(
     resumed = simulator.sessions[1].session["instructions"]
     assert "Caller: where is my order" in resumed
     assert "You: Your order ships tomorrow." in resumed
-    assert [r.script for r in simulator.sessions[1].responses][0] != "greeting"
+    assert next(r.script for r in simulator.sessions[1].responses) != "greeting"
     intervals = caller.heard.intervals_ms()[5:]
     assert max(intervals) < 80.0, "the caller's stream kept its cadence across the resume"
 
