@@ -26,6 +26,17 @@ from agi_bridge.realtime import Connector, connector
 log = logging.getLogger(__name__)
 
 
+def ami_client(cfg: Config) -> AmiClient:
+    """An AMI client (not started) for the configured manager user."""
+    return AmiClient(
+        cfg.ami.host,
+        cfg.ami.port,
+        cfg.ami.username,
+        cfg.ami_secret(),
+        action_timeout=cfg.ami.action_timeout_s,
+    )
+
+
 def uses_simulator(cfg: Config) -> bool:
     """True when calls go to the bundled simulator: asked for, or OpenAI without a key."""
     if cfg.realtime.provider == "simulator":
@@ -99,14 +110,7 @@ class Bridge:
             else:
                 self._connect = connector(self.config.realtime)
         if self._ami is None and self.config.ami.enabled:
-            ami_cfg = self.config.ami
-            client = AmiClient(
-                ami_cfg.host,
-                ami_cfg.port,
-                ami_cfg.username,
-                self.config.ami_secret(),
-                action_timeout=ami_cfg.action_timeout_s,
-            )
+            client = ami_client(self.config)
             await client.start()  # keeps reconnecting in the background if Asterisk is down
             self._ami = self._ami_client = client
         await self.fastagi.start()

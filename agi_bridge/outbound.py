@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agi_bridge.app import Bridge
+from agi_bridge.app import Bridge, ami_client
 from agi_bridge.asterisk.ami import AmiClient, AmiMessage
 from agi_bridge.config import Config
 from agi_bridge.errors import AmiError, BridgeError, ConfigError
@@ -303,14 +303,7 @@ class OutboundCall:
     async def run(self) -> CallResult:
         """Place the call and follow it to its end. Never raises for call failures."""
         self._t0 = time.monotonic()
-        ami_cfg = self.config.ami
-        ami = AmiClient(
-            ami_cfg.host,
-            ami_cfg.port,
-            ami_cfg.username,
-            self.config.ami_secret(),
-            action_timeout=ami_cfg.action_timeout_s,
-        )
+        ami = ami_client(self.config)
         removers = [
             ami.add_event_listener("OriginateResponse", self._on_ami_event),
             ami.add_event_listener("Hangup", self._on_ami_event),
@@ -324,7 +317,8 @@ class OutboundCall:
             except TimeoutError:
                 return self._finish(
                     "failed",
-                    f"AMI {ami_cfg.host}:{ami_cfg.port}: {ami.last_error or 'not connected'}",
+                    f"AMI {self.config.ami.host}:{self.config.ami.port}: "
+                    f"{ami.last_error or 'not connected'}",
                 )
             bridge = Bridge(
                 self.call_config,
