@@ -47,6 +47,7 @@ from agi_bridge.playout import Pacer, PlayoutBuffer, Released
 from agi_bridge.protocol import audiosocket as asock
 from agi_bridge.protocol import realtime as rt
 from agi_bridge.realtime import Connector, RealtimeSession
+from agi_bridge.samples import Samples
 from agi_bridge.tools import IVR_GUIDANCE, ToolSet
 
 log = logging.getLogger(__name__)
@@ -167,11 +168,11 @@ class CallStats:
     tool_calls: int = 0
     usage: dict[str, int] = field(default_factory=dict)
     # bounded samples for latency figures (ms)
-    turn_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=256))
-    delta_to_frame_ms: deque[float] = field(default_factory=lambda: deque(maxlen=256))
-    frame_to_send_ms: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+    turn_latency_ms: Samples = field(default_factory=lambda: Samples(256))
+    delta_to_frame_ms: Samples = field(default_factory=lambda: Samples(256))
+    frame_to_send_ms: Samples = field(default_factory=lambda: Samples(1024))
     # monotonic write time of the last frames to Asterisk (30 s), for pacing figures
-    frame_times: deque[float] = field(default_factory=lambda: deque(maxlen=1500))
+    frame_times: Samples = field(default_factory=lambda: Samples(1500))
 
 
 def build_session(cfg: Config, agent: Agent, tools: ToolSet, today: dt.date) -> rt.SessionConfig:
