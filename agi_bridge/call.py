@@ -332,18 +332,23 @@ class Call:
 
     async def _read_uuid(self) -> None:
         timeout = self._config.limits.first_frame_timeout_s
-        async with asyncio.timeout(timeout):
-            while True:
-                data = await self._reader.read(4096)
-                if not data:
-                    raise ConnectionError("closed before the UUID frame")
-                events = self._parser.feed(data)
-                if not events:
-                    continue
-                first = events[0]
-                if not isinstance(first, asock.Uuid):
-                    raise AudioSocketError(f"first frame must be the UUID, got {first!r:.60}")
-                break
+        try:
+            await asyncio.wait_for(self._read_first_frames(), timeout)
+        except TimeoutError:
+            raise AudioSocketError(f"no UUID frame within {timeout:.0f} s") from None
+
+    async def _read_first_frames(self) -> None:
+        while True:
+            data = await self._reader.read(4096)
+            if not data:
+                raise ConnectionError("closed before the UUID frame")
+            events = self._parser.feed(data)
+            if not events:
+                continue
+            first = events[0]
+            if not isinstance(first, asock.Uuid):
+                raise AudioSocketError(f"first frame must be the UUID, got {first!r:.60}")
+            break
         self.call_id = str(first.value)
         self._log = logging.LoggerAdapter(log, {"call_id": self.call_id})
         self.meta = self._claim(self.call_id) if self._claim else None
@@ -375,27 +380,34 @@ class Call:
                 # (or "completed") would be wrong, and Asterisk closes the socket itself
                 self._send_hangup_frame()
         finally:
-            if self._rt is not None:
-                try:
-                    await asyncio.wait_for(self._rt.close(), 3)
-                except (TimeoutError, BridgeError, OSError) as exc:
-                    self._log.debug("closing Realtime: %s", exc)
+            # close the socket first: whatever happens to the awaits below (a second
+            # cancellation at shutdown), Asterisk gets its socket back and the end is recorded
             self._writer.close()
-            with contextlib.suppress(TimeoutError, OSError):
-                await asyncio.wait_for(self._writer.wait_closed(), 2)
-            self.stats.late_frames, self.stats.skipped_frames = self._pacer_counts
-            self._set_state(State.ENDED)
-            self._log.info(
-                "ended: %s%s after %.1f s (frames out %d, audio %d, late %d, truncates %d)",
-                reason.value,
-                f" ({self.end_detail})" if self.end_detail else "",
-                self.duration_s,
-                self.stats.frames_out,
-                self.stats.audio_frames_out,
-                self.stats.late_frames,
-                self.stats.truncates_sent,
-            )
-            self._emit("end", reason=reason.value, detail=self.end_detail)
+            try:
+                if self._rt is not None:
+                    try:
+                        await asyncio.wait_for(self._rt.close(), 3)
+                    except (TimeoutError, BridgeError, OSError) as exc:
+                        self._log.debug("closing Realtime: %s", exc)
+                with contextlib.suppress(TimeoutError, OSError):
+                    await asyncio.wait_for(self._writer.wait_closed(), 2)
+            finally:
+                self._record_end(reason)
+
+    def _record_end(self, reason: EndReason) -> None:
+        self.stats.late_frames, self.stats.skipped_frames = self._pacer_counts
+        self._set_state(State.ENDED)
+        self._log.info(
+            "ended: %s%s after %.1f s (frames out %d, audio %d, late %d, truncates %d)",
+            reason.value,
+            f" ({self.end_detail})" if self.end_detail else "",
+            self.duration_s,
+            self.stats.frames_out,
+            self.stats.audio_frames_out,
+            self.stats.late_frames,
+            self.stats.truncates_sent,
+        )
+        self._emit("end", reason=reason.value, detail=self.end_detail)
 
     async def _mark_completed(self) -> None:
         """Tell the dialplan the agent finished the call (so it hangs up, no fallback)."""
@@ -544,7 +556,9 @@ class Call:
         if self.state is State.CONNECTING:
             self._set_state(State.ACTIVE)
         if self.agent.greeting and not resumed:
-            await self._request_response(self.agent.greeting)
+            # response.instructions replaces the session's for that response: keep the
+            # agent's persona, language and date, and add what to say first
+            await self._request_response(f"{session.instructions}\n\n# Now\n{self.agent.greeting}")
         async for event in self._rt.events():
             await self._on_event(event)
         return self._resumable_error or "Realtime session closed by the server"
@@ -621,6 +635,10 @@ class Call:
 
     async def _on_speech_started(self, ev: rt.SpeechStarted) -> None:
         self._emit("speech_started", item_id=ev.item_id)
+        if self.agent.turn_detection.type != "none":
+            # the service answers the caller's turn itself (create_response); a deferred
+            # response.create from before would talk over the caller or collide
+            self._want_response = False
         if not self.agent.turn_detection.interrupt_response or not self._playout.audible:
             return
         # barge-in: the caller talks over the agent. The service cancels its response
@@ -673,8 +691,9 @@ class Call:
             self._active_response = None
         self._add_usage(ev.usage)
         self._emit("response_done", response_id=ev.response_id, status=ev.status, usage=ev.usage)
-        for fc in ev.function_calls():
-            self._dispatch_tool(fc)
+        if ev.status in ("completed", "incomplete", ""):
+            for fc in ev.function_calls():
+                self._dispatch_tool(fc)
         if self._want_response and not self._response_active:
             self._want_response = False
             await self._request_response()
@@ -785,8 +804,16 @@ class Call:
     # ----------------------------------------------------------------------- tools
 
     def _dispatch_tool(self, fc: rt.FunctionCall) -> None:
-        if not fc.call_id or fc.call_id in self._handled_calls:
-            return  # the service reports a call in several events; act once
+        if not fc.call_id or not fc.name or fc.call_id in self._handled_calls:
+            # the service reports a call in several events: act once, on one that names
+            # the tool (some compatible servers leave the name out of arguments.done)
+            return
+        if fc.response_id and fc.response_id in self._cut_responses:
+            # the caller interrupted that response: a hangup or transfer it was about to
+            # do was not what the caller heard, so it must not happen
+            self._handled_calls.append(fc.call_id)
+            self._log.info("ignoring %s of a response the caller interrupted", fc.name)
+            return
         self._handled_calls.append(fc.call_id)
         self.stats.tool_calls += 1
         self._spawn(self._run_tool(fc))
@@ -794,6 +821,7 @@ class Call:
     async def _run_tool(self, fc: rt.FunctionCall) -> None:
         self._log.info("tool %s(%s)", fc.name, fc.arguments[:200])
         self._emit("tool_call", name=fc.name, arguments=fc.arguments, call_id=fc.call_id)
+        barge_ins = self.stats.barge_ins
         result = await self._tools.run(self, fc.name, fc.arguments)
         self._log.info("tool %s -> %s", fc.name, json.dumps(result)[:200])
         self._emit("tool_result", name=fc.name, result=result, call_id=fc.call_id)
@@ -801,7 +829,8 @@ class Call:
             return
         try:
             await self._rt.send(rt.function_call_output(fc.call_id, json.dumps(result)))
-            if self._tools.continues(fc.name) or not result.get("ok"):
+            caller_spoke = self.stats.barge_ins != barge_ins
+            if (self._tools.continues(fc.name) or not result.get("ok")) and not caller_spoke:
                 await self._request_response()
         except RealtimeError as exc:
             # the session is gone (it resumes with the transcript, or the call ends)
@@ -831,11 +860,22 @@ class Call:
 
     async def end_call(self, reason: str) -> None:
         self._log.info("agent hangs up: %s", reason)
-        drained = await self.wait_drained(self._config.limits.hangup_drain_timeout_s)
-        if not drained:
-            self._log.warning("goodbye audio still queued after the drain timeout; hanging up")
-        await asyncio.sleep(HANGUP_TAIL_S)
+        await self._play_out_last_sentence(self._config.limits.hangup_drain_timeout_s, "hangup")
         self.end(EndReason.AGENT_HANGUP, reason)
+
+    async def _play_out_last_sentence(self, timeout: float, action: str) -> None:
+        """Wait until the caller has heard the agent's last words (hangup, transfer).
+
+        A caller who talks over them ("wait, one more thing") cancels the action: the
+        ToolError goes back to the model, which answers the caller instead.
+        """
+        barge_ins = self.stats.barge_ins
+        if not await self.wait_drained(timeout):
+            self._log.warning("audio still queued after the %s drain timeout", action)
+        await asyncio.sleep(HANGUP_TAIL_S)
+        if self.stats.barge_ins != barge_ins:
+            self._log.info("%s cancelled: the caller interrupted the agent's last words", action)
+            raise ToolError(f"{action} cancelled: the caller started speaking; answer them")
 
     async def transfer(self, name: str, target: TransferTarget, summary: str) -> None:
         """Play out the current sentence, then move the caller with AMI Redirect.
@@ -858,9 +898,7 @@ class Call:
             target.priority,
             summary or "-",
         )
-        if not await self.wait_drained(limits.transfer_drain_timeout_s):
-            self._log.warning("audio still queued after the transfer drain timeout")
-        await asyncio.sleep(HANGUP_TAIL_S)
+        await self._play_out_last_sentence(limits.transfer_drain_timeout_s, "transfer")
         # Set before the Redirect: Asterisk may close the socket before AMI answers.
         self.transfer_info = {
             "destination": name,

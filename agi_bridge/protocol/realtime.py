@@ -106,8 +106,10 @@ def session_update(cfg: SessionConfig) -> dict[str, Any]:
         },
         "max_output_tokens": cfg.max_output_tokens,
     }
+    # always sent, even empty: a session.update without "tools" keeps the previous agent's
+    # tools on the service side (switch_agent to an agent with fewer tools)
+    session["tools"] = list(cfg.tools)
     if cfg.tools:
-        session["tools"] = list(cfg.tools)
         session["tool_choice"] = "auto"
     return {"type": "session.update", "session": session}
 
@@ -263,6 +265,7 @@ class FunctionCall:
     name: str
     arguments: str
     item_id: str = ""
+    response_id: str = ""  # lets the bridge ignore calls of a response the caller cut off
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +283,7 @@ class ResponseDone:
                 str(item.get("name", "")),
                 str(item.get("arguments", "")),
                 str(item.get("id", "")),
+                self.response_id,
             )
             for item in self.output
             if item.get("type") == "function_call"
@@ -391,7 +395,11 @@ def parse_server_event(message: str | bytes) -> ServerEvent:
             return AudioTranscriptDone(_s(obj, "item_id"), _s(obj, "transcript"))
         case "response.function_call_arguments.done":
             return FunctionCall(
-                _s(obj, "call_id"), _s(obj, "name"), _s(obj, "arguments"), _s(obj, "item_id")
+                _s(obj, "call_id"),
+                _s(obj, "name"),
+                _s(obj, "arguments"),
+                _s(obj, "item_id"),
+                _s(obj, "response_id"),
             )
         case "response.done":
             resp = _d(obj, "response")

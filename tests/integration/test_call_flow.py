@@ -269,3 +269,29 @@ async def test_malformed_realtime_message_ends_only_that_call(
     assert bad.heard.hangup_at is not None  # the dialplan falls back for that caller only
     assert end["reason"] == "protocol_error" and "not JSON" in end["detail"]
     assert len(good.heard.times) - mark >= 40  # the other call kept its 20 ms stream
+
+
+async def test_caller_interrupting_the_goodbye_cancels_the_hangup(
+    simulator: Simulator, start_bridge: BridgeFactory, utterance: bytes
+) -> None:
+    goodbye = "Thank you for calling, it was a pleasure to help you today, goodbye."
+    simulator.scenario = Scenario(
+        greeting="",
+        turns=[
+            Turn(goodbye, tool_calls=(ToolCall("hangup", {"reason": "done"}),)),
+            Turn("Of course, what else can I do?"),
+        ],
+    )
+    bridge, events = await start_bridge(make_config(greeting=""))
+    async with VirtualCaller("127.0.0.1", bridge.audiosocket.port) as caller:
+        caller.say(utterance)
+        # the hangup tool is running: it waits for the goodbye to be heard
+        await until(lambda: events.of("tool_call"), what="hangup tool call", timeout=15)
+        assert voiced_frames(caller.heard.pcm)
+        caller.say(utterance)  # "wait, one more thing"
+        await until(lambda: events.of("tool_result"), what="hangup tool result", timeout=20)
+        await asyncio.sleep(1.0)
+        assert not caller.closed.is_set(), "the caller was hung up on mid-sentence"
+        assert not events.of("end")
+    result = events.of("tool_result")[0]["result"]
+    assert result["ok"] is False and "caller started speaking" in result["error"]

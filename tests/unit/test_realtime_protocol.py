@@ -97,8 +97,8 @@ def test_session_update_default_shape() -> None:
     }
     assert s["audio"]["input"]["transcription"] == {"model": "gpt-4o-mini-transcribe"}
     assert "noise_reduction" not in s["audio"]["input"]
-    # no tools configured: neither tools nor tool_choice is sent
-    assert "tools" not in s
+    # no tools configured: an empty list (clears a previous agent's tools), no tool_choice
+    assert s["tools"] == []
     assert "tool_choice" not in s
     assert set(s) == {
         "type",
@@ -107,6 +107,7 @@ def test_session_update_default_shape() -> None:
         "output_modalities",
         "audio",
         "max_output_tokens",
+        "tools",
     }
 
 
