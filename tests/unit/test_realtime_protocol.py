@@ -380,7 +380,7 @@ def test_response_done_with_usage_and_function_call() -> None:
     assert event.usage == usage
     assert len(event.output) == 2
     assert event.function_calls() == [
-        FunctionCall("call_abc", "send_dtmf", '{"digits":"1#"}', "item_fc")
+        FunctionCall("call_abc", "send_dtmf", '{"digits":"1#"}', "item_fc", "resp_9")
     ]
 
 
@@ -479,7 +479,9 @@ def test_function_call_arguments_done() -> None:
             "arguments": '{"reason":"caller said goodbye"}',
         }
     )
-    assert event == FunctionCall("call_1", "hangup", '{"reason":"caller said goodbye"}', "item_fc")
+    assert event == FunctionCall(
+        "call_1", "hangup", '{"reason":"caller said goodbye"}', "item_fc", "resp_1"
+    )
 
 
 def test_other_modelled_events() -> None:
