@@ -254,6 +254,7 @@ class Call:
         self._drained = asyncio.Event()
         self._drained.set()
         self._tasks: asyncio.TaskGroup | None = None
+        self._pacer: Pacer | None = None  # created by the playout pump
         # response bookkeeping: at most one response is active on the service side
         self._response_requested = False
         self._active_response: str | None = None
@@ -747,8 +748,7 @@ class Call:
     # --------------------------------------------------------------------- playout
 
     async def _pump_playout(self) -> None:
-        pacer = Pacer(self._clock)
-        self._pacer = pacer
+        pacer = self._pacer = Pacer(self._clock)
         write = self._writer.write
         while not self._writer.is_closing():
             for _ in range(pacer.due()):
@@ -756,8 +756,9 @@ class Call:
                 write(asock.audio_frame(released.pcm))
                 if self.recorder is not None:
                     self.recorder.agent_frame(released.pcm, pacer.skipped_frames)
-                self.stats.frame_times.append(self._clock())
-                self._on_released(released)
+                now = self._clock()
+                self.stats.frame_times.append(now)
+                self._on_released(released, now)
             if self._writer.transport.get_write_buffer_size() > MAX_WRITE_BACKLOG:
                 raise AudioSocketError("Asterisk stopped reading AudioSocket (64 KiB backlog)")
             delay = pacer.next_deadline - self._clock()
@@ -765,10 +766,10 @@ class Call:
 
     @property
     def _pacer_counts(self) -> tuple[int, int]:
-        pacer: Pacer | None = getattr(self, "_pacer", None)
+        pacer = self._pacer
         return (pacer.late_frames, pacer.skipped_frames) if pacer else (0, 0)
 
-    def _on_released(self, released: Released) -> None:
+    def _on_released(self, released: Released, now: float) -> None:
         self.stats.frames_out += 1
         if released.silent:
             if self._streaming_items:
@@ -776,7 +777,6 @@ class Call:
             self._drained.set()
             return
         self.stats.audio_frames_out += 1
-        now = self._clock()
         for item in released.items:
             first = self._first_delta_at.pop(item, None)
             if first is None:
