@@ -108,7 +108,6 @@ def test_config_is_frozen() -> None:
         cfg.agents["x"] = Agent()  # type: ignore[index]
 
 
-@pytest.mark.skipif(not EXAMPLE.exists(), reason="examples/agi-bridge.yaml not present")
 def test_example_config_loads() -> None:
     cfg = load_text(EXAMPLE.read_text(encoding="utf-8"), str(EXAMPLE))
     assert cfg.default_agent in cfg.agents

@@ -95,7 +95,6 @@ def test_defaults_alone_apply_to_the_default_agent() -> None:
     assert cfg.agents["default"].greeting == ""
 
 
-@pytest.mark.skipif(not EXAMPLE.exists(), reason="examples/agi-bridge.yaml not present")
 def test_example_file_documents_the_new_sections() -> None:
     cfg = load_text(EXAMPLE.read_text(encoding="utf-8"), str(EXAMPLE))
     assert cfg.routes, "the example shows routes"
