@@ -3,11 +3,15 @@
     BridgeError
     ├── ConfigError            bad configuration file: names the file, key path and line
     ├── ProtocolError          bytes from a peer that break a protocol
-    │   ├── AudioSocketError   malformed AudioSocket frame (ends that one call)
+    │   ├── MediaError         a media port's stream broke (ends that one call)
+    │   │   ├── AudioSocketError   malformed AudioSocket frame
+    │   │   └── RtpError           malformed RTP packet / chan_websocket message
     │   ├── AgiError           malformed FastAGI environment or reply
     │   └── RealtimeProtocolError  a Realtime event that is not JSON / not an object
     ├── RealtimeError          the Realtime session failed (connect, fatal server error, closed)
-    ├── AmiError               an AMI action failed, timed out, or AMI is not connected
+    ├── ControlError           an action on the channel failed (reported to the model)
+    │   ├── AmiError           an AMI action failed, timed out, or AMI is not connected
+    │   └── AriError           an ARI request failed, timed out, or ARI is not connected
     └── ToolError              a tool was called with bad arguments (reported to the model)
 
 Messages say what and where ("AudioSocket frame too large: type 0x10 length 65000 > 8192").
@@ -39,8 +43,16 @@ class ProtocolError(BridgeError):
     """A peer sent bytes that break the protocol."""
 
 
-class AudioSocketError(ProtocolError):
+class MediaError(ProtocolError):
+    """A call's media stream broke (malformed input, far end stopped reading)."""
+
+
+class AudioSocketError(MediaError):
     """Malformed AudioSocket stream."""
+
+
+class RtpError(MediaError):
+    """Malformed RTP packet or chan_websocket message."""
 
 
 class AgiError(ProtocolError):
@@ -55,8 +67,16 @@ class RealtimeError(BridgeError):
     """The Realtime session failed: connect error/timeout, fatal server error, or closed."""
 
 
-class AmiError(BridgeError):
+class ControlError(BridgeError):
+    """An action on the call's channel (DTMF, transfer, status) could not be done."""
+
+
+class AmiError(ControlError):
     """An AMI action failed, timed out, or the manager is not connected."""
+
+
+class AriError(ControlError):
+    """An ARI request failed, timed out, or the ARI connection is down."""
 
 
 class ToolError(BridgeError):

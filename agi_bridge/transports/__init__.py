@@ -1,0 +1,1 @@
+"""One module per way into the bridge; each implements agi_bridge.call.ports."""
