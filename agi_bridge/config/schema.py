@@ -323,6 +323,10 @@ class Config:
             return agi_arg, "AGI argument"
         return self.default_agent, "default_agent"
 
+    def model_for(self, agent: Agent) -> str:
+        """The model an agent's calls use: its own, else ``realtime.model`` (one source)."""
+        return agent.model or self.realtime.model
+
     def ami_secret(self) -> str:
         if self.ami.secret_file:
             return Path(self.ami.secret_file).read_text().strip()
