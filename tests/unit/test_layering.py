@@ -191,9 +191,9 @@ def contract_violations(source: str, module: str) -> list[str]:
         if theirs > mine:
             found.append(f"{me} ({LAYERS[mine][0]}) imports {other} ({LAYERS[theirs][0]})")
         for owners, allowed in NARROW.items():
-            if any(_matches(me, o) for o in owners) and _matches(other, "call"):
-                if not any(_matches(other, a) for a in allowed):
-                    found.append(f"{me} reaches into {other} (only {', '.join(allowed)})")
+            narrowed = any(_matches(me, o) for o in owners) and _matches(other, "call")
+            if narrowed and not any(_matches(other, a) for a in allowed):
+                found.append(f"{me} reaches into {other} (only {', '.join(allowed)})")
         if _matches(me, "transports") and _matches(other, "transports"):
             mine_t, theirs_t = me.split(".")[:2], other.split(".")[:2]
             if len(theirs_t) == 2 and theirs_t != mine_t and theirs_t[1] != "common":
