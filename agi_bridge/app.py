@@ -172,6 +172,8 @@ class Bridge:
             ami=self._ami,
             uuid_timeout=self.config.limits.first_frame_timeout_s,
             start_call=self.start_call,
+            allow_unregistered=self.config.listen.audiosocket_unregistered == "default_agent",
+            is_live=lambda call_id: self.find_call(call_id) is not None,
         )
 
     async def start_call(

@@ -122,7 +122,11 @@ async def _demo(cfg: Config, say: str, wav_out: str) -> int:
     cfg = dataclasses.replace(
         cfg,
         listen=dataclasses.replace(
-            cfg.listen, audiosocket="127.0.0.1:0", fastagi="127.0.0.1:0", http=""
+            cfg.listen,
+            audiosocket="127.0.0.1:0",
+            fastagi="127.0.0.1:0",
+            http="",
+            audiosocket_unregistered="default_agent",  # the virtual caller has no FastAGI
         ),
         ami=dataclasses.replace(cfg.ami, enabled=False),
     )

@@ -26,10 +26,11 @@ import aiohttp
 from agi_bridge import __version__
 from agi_bridge.config import Config, TransferTarget, WebhookTool
 from agi_bridge.errors import ControlError, ToolError
+from agi_bridge.protocol import dtmf
 
 log = logging.getLogger(__name__)
 
-DTMF_RE = re.compile(r"^[0-9*#A-Dw]+\Z")
+DTMF_RE = re.compile(f"^[{re.escape(dtmf.DIGITS + dtmf.PAUSE)}]+\\Z")
 MAX_DTMF_DIGITS = 64
 
 IVR_GUIDANCE = """\

@@ -38,6 +38,10 @@ class Listen:
     audiosocket: str = "127.0.0.1:9092"
     fastagi: str = "127.0.0.1:4573"
     http: str = "127.0.0.1:8088"  # /metrics and /healthz; "" = off
+    # An AudioSocket UUID that no FastAGI request registered: "refuse" (hangup frame, the
+    # dialplan falls back; nobody who merely reaches the port gets a model session) or
+    # "default_agent" (trust the port: the demo's virtual caller, tests, a firewalled lab).
+    audiosocket_unregistered: Literal["refuse", "default_agent"] = "refuse"
 
 
 @dataclass(frozen=True)

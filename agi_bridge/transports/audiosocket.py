@@ -203,8 +203,13 @@ async def run_connection(
     ami: CallAmi | None,
     uuid_timeout: float,
     start_call: StartCall,
+    allow_unregistered: bool = False,
+    is_live: Callable[[str], bool] = lambda call_id: False,
 ) -> None:
-    """One AudioSocket connection: read the UUID, find its registration, run the call."""
+    """One AudioSocket connection: read the UUID, find its registration, run the call.
+
+    Refused with a hangup frame (the dialplan falls back): a UUID of a call already live
+    here, and, unless ``allow_unregistered``, a UUID no FastAGI request registered."""
     sock = writer.get_extra_info("socket")
     if sock is not None:
         # 20 ms frames must leave at once, not wait for Nagle to batch them
@@ -220,11 +225,22 @@ async def run_connection(
         media.hangup()
         await media.close()
         return
-    meta = claim(call_id) if claim is not None else None
-    if meta is None and claim is not None:
-        log.info(
-            "call %s: no FastAGI registration for this UUID: default agent, no AMI tools", call_id
-        )
+    refusal = ""
+    meta = None
+    if is_live(call_id):
+        refusal = "a call with this UUID is already live"
+    else:
+        meta = claim(call_id) if claim is not None else None
+        if meta is None and not allow_unregistered:
+            refusal = "no FastAGI registration (listen.audiosocket_unregistered: refuse)"
+    if refusal:
+        peer = writer.get_extra_info("peername")
+        log.warning("refusing AudioSocket UUID %s from %s: %s", call_id, peer, refusal)
+        media.hangup()
+        await media.close()
+        return
+    if meta is None:
+        log.info("call %s: no FastAGI registration: default agent, no AMI tools", call_id)
     identity = CallIdentity(
         call_id=call_id,
         transport="audiosocket",
