@@ -132,6 +132,10 @@ class ResponseTracker:
 # ------------------------------------------------------------------- conversation
 
 MAX_TRANSCRIPT_CHARS = 500  # per line of the resume transcript
+IDLE_PROMPT = (
+    "The caller has said nothing for a while. In one short sentence, ask whether they are "
+    "still there or need anything else."
+)
 RESUME_NOTE = (
     "\n\n# This call is already under way\nThe connection was renewed; continue the "
     "conversation without greeting again. Transcript so far:\n"
@@ -280,10 +284,18 @@ class Conversation:
         if isinstance(ev, p.ProviderError):
             return self._on_error(ev)
         if isinstance(ev, p.CallerIdle):
-            self._log.info("the caller has been silent for the idle timeout")
-            return [Emit("caller_idle", {})]
+            return self._on_caller_idle()
         self._log.debug("ignoring provider event %s", ev.type)
         return []
+
+    def _on_caller_idle(self) -> list[Output]:
+        """The caller said nothing for the idle timeout: the agent checks on them, unless
+        it is speaking or about to (then the silence is the caller listening)."""
+        self._log.info("the caller has been silent for the idle timeout")
+        out: list[Output] = [Emit("caller_idle", {})]
+        if self.playout.audible or self.response.busy or self.session is None:
+            return out
+        return out + self._want_response(f"{self.session.instructions}\n\n# Now\n{IDLE_PROMPT}")
 
     def _on_audio(self, ev: p.AudioOut, now: float) -> None:
         self._audio_produced = True

@@ -281,3 +281,17 @@ def test_turn_latency_is_measured_from_speech_stop_to_the_first_frame() -> None:
     out = conv.on_released(conv.playout.next_frame(), 10.5)
     assert [o.data["ms"] for o in out if hasattr(o, "data")] == [500.0]
     assert list(conv.stats.delta_to_frame_ms) == [pytest.approx(200.0)]
+
+
+def test_a_silent_caller_is_asked_whether_they_are_still_there() -> None:
+    conv = make()
+    conv.open_session(resumed=False)
+    conv.on_event(p.ResponseStarted("r0"), 0.0)
+    # while the agent's greeting response runs, silence is the caller listening
+    assert kinds(conv.on_event(p.CallerIdle(), 1.0)) == ["Emit"]
+    conv.on_event(p.ResponseEnded("r0", "completed"), 2.0)
+    out = conv.on_event(p.CallerIdle(), 9.0)
+    assert kinds(out) == ["Emit", "Respond"]
+    respond = out[1]
+    assert isinstance(respond, p.Respond) and respond.instructions
+    assert respond.instructions.endswith("still there or need anything else.")
