@@ -895,6 +895,7 @@ class RtpPacket:
     marker: bool
     event_id: int | None  # RFC 4733 event (payload type 101): 0-9, 10 = '*', 11 = '#'
     event_end: bool | None
+    payload: bytes = b""  # the RTP payload (audio packets)
 
 
 class RtpCapture:
@@ -970,6 +971,7 @@ class RtpCapture:
             "rtp.marker",
             "rtpevent.event_id",
             "rtpevent.end_of_event",
+            "rtp.payload",
         ]
         cmd = [
             "tshark",
@@ -1005,6 +1007,7 @@ class RtpCapture:
                     marker=_flag(v[7]) or False,
                     event_id=int(v[8]) if v[8] else None,
                     event_end=_flag(v[9]),
+                    payload=bytes.fromhex(v[10].replace(":", "")) if len(v) > 10 else b"",
                 )
             )
         return packets
@@ -1023,9 +1026,33 @@ def _flag(value: str) -> bool | None:
 
 
 def from_asterisk(packets: Iterable[RtpPacket]) -> list[RtpPacket]:
-    """Packets sent from Asterisk's RTP ports to a phone."""
+    """Packets sent from Asterisk's RTP ports to a phone (not to the bridge: ARI's
+    externalMedia RTP also leaves Asterisk's range, towards the bridge's own port)."""
     lo, hi = ASTERISK_RTP_PORTS
-    return [p for p in packets if lo <= p.src_port <= hi and not lo <= p.dst_port <= hi]
+    plo, phi = PHONE_RTP_PORTS
+    return [p for p in packets if lo <= p.src_port <= hi and plo <= p.dst_port <= phi]
+
+
+ULAW_SILENCE = frozenset(b"\xff\x7f")  # µ-law +0 and -0
+
+
+def first_voiced_run_frames(packets: Iterable[RtpPacket], max_gap: int = 3) -> int:
+    """Length, in 20 ms packets, of the first stretch of non-silent µ-law audio: from the
+    first packet with a non-zero sample to the last one before ``max_gap`` silent packets.
+    Counted on sequence numbers (modulo 2**16), so a lost packet does not shorten it."""
+    audio = sorted((p for p in packets if p.payload_type == 0 and p.payload), key=lambda p: p.time)
+    voiced = [p.seq for p in audio if not set(p.payload) <= ULAW_SILENCE]
+    if not voiced:
+        return 0
+    length = 1
+    last = voiced[0]
+    for seq in voiced[1:]:
+        step = (seq - last) % 2**16
+        if step > max_gap + 1:
+            break
+        length += step
+        last = seq
+    return length
 
 
 def dtmf_digits(packets: Iterable[RtpPacket], payload_type: int = 101) -> list[str]:
