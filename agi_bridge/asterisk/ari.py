@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -60,11 +61,14 @@ class AriClient:
             )
         )
         self.app = app
-        self._auth = aiohttp.BasicAuth(username, password)
+        # The header is built here (aiohttp.BasicAuth is deprecated in recent releases);
+        # it is never logged.
+        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        self._headers = {"Authorization": f"Basic {token}"}
         self._on_event = on_event
         self._on_reconnect = on_reconnect
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
-        self._backoff_initial = backoff_initial_s
+        self.backoff_initial_s = backoff_initial_s
         self._backoff_max = backoff_max_s
         self._heartbeat = heartbeat_s
         self._session: aiohttp.ClientSession | None = None
@@ -78,7 +82,7 @@ class AriClient:
     async def start(self) -> None:
         """Open the REST session and start the events supervisor (returns at once)."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(auth=self._auth, timeout=self._timeout)
+            self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
         if self._supervisor is None:
             self._supervisor = asyncio.create_task(self._supervise(), name="ari-events")
 
@@ -109,11 +113,11 @@ class AriClient:
         return self.events_url.split("?", 1)[0] + f"?app={self.app}"
 
     async def _supervise(self) -> None:
-        delay = self._backoff_initial
+        delay = self.backoff_initial_s
         while True:
             try:
                 await self._run_events()
-                delay = self._backoff_initial  # it was up: start the backoff over
+                delay = self.backoff_initial_s  # it was up: start the backoff over
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.warning("ARI events websocket %s: %s", self._safe_events_url, exc)
             self.connected.clear()
@@ -173,6 +177,7 @@ class AriClient:
                 method, url, params=dict(params or {}), json=body
             ) as response:
                 text = await response.text()
+                log.debug("ARI %s %s -> %d", method, path, response.status)
                 if response.status >= 400:
                     raise AriError(
                         f"ARI {method} {path}: {response.status} {response.reason}"

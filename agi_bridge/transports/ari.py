@@ -57,6 +57,11 @@ class AriChannelControl:
         if self.released is not None:
             return
         self.released = outcome
+        # Shielded: the Call may cancel its tasks as soon as the channel leaves Stasis
+        # (which the continue below causes); the clean-up must still run to its end.
+        await asyncio.shield(self._release(outcome))
+
+    async def _release(self, outcome: Outcome) -> None:
         status = {Outcome.COMPLETED: "completed", Outcome.FAILED: "failed"}.get(outcome)
         channel = self._call.channel_id
         try:
@@ -65,12 +70,15 @@ class AriChannelControl:
                 await self._client.set_variable(channel, STATUS_VARIABLE, status)
         except AriError as exc:
             log.warning("[%s] %s=%s not set: %s", channel, STATUS_VARIABLE, status, exc)
-        await self._call.destroy_media()
         if status is not None and not self._call.caller_gone:
+            # Continue first, while the channel is still in the bridge: Stasis takes it out
+            # itself. (Deleting the bridge first races with the continue: seen here on
+            # 22.10.1, the channel then stayed in Stasis until the caller hung up.)
             try:
                 await self._client.continue_in_dialplan(channel)
             except AriError as exc:
                 log.warning("[%s] continue after Stasis failed: %s", channel, exc)
+        await self._call.destroy_media()
 
 
 class AriCall:
@@ -86,7 +94,7 @@ class AriCall:
         self.port: RtpMediaPort | WebsocketMediaPort | None = None
         self.caller_gone = False
         self.transferred = False
-        self._destroyed = False
+        self._removed: set[str] = set()
         self._client: AriClient | None = None
 
     def ended(self, detail: str) -> None:
@@ -99,20 +107,24 @@ class AriCall:
             self.media_started.set_exception(MediaError(detail))
 
     async def destroy_media(self) -> None:
-        """Delete the bridge and hang up the externalMedia channel (once; 404 is fine)."""
-        if self._destroyed or self._client is None:
+        """Delete the bridge and hang up the externalMedia channel; each is marked gone
+        only once Asterisk confirmed it (or says 404), so a cancelled attempt is redone."""
+        if self._client is None:
             return
-        self._destroyed = True
         removals: tuple[tuple[str, Callable[[str], Awaitable[None]], str], ...] = (
             ("bridge", self._client.delete_bridge, self.bridge_id),
             ("externalMedia channel", self._client.hangup, self.media_id),
         )
         for what, remove, object_id in removals:
+            if object_id in self._removed:
+                continue
             try:
                 await remove(object_id)
             except AriError as exc:
                 if ": 404 " not in str(exc):
                     log.warning("[%s] %s not removed: %s", self.channel_id, what, exc)
+                    continue
+            self._removed.add(object_id)
 
 
 class AriTransport:
@@ -242,8 +254,9 @@ class AriTransport:
     def _identity(self, start: events.StasisStart) -> CallIdentity:
         agent_arg, variables = events.parse_stasis_args(start.args)
         channel = start.channel
+        dnid = variables.get("dnid") or channel.exten
         agent, why = self.config.route(
-            dnid=channel.exten,
+            dnid=dnid,
             extension=channel.exten,
             context=channel.context,
             agi_arg=agent_arg or "",
@@ -255,7 +268,7 @@ class AriTransport:
             transport=self.transport_name,
             channel=channel.name,
             caller_id=channel.caller_number,
-            dnid=channel.exten,
+            dnid=dnid,
             agent=agent,
             variables=variables,
         )
