@@ -279,7 +279,7 @@ def _merged(base: yaml.MappingNode, node: yaml.Node, tp: Any) -> yaml.Node:
 ENV_PREFIX = "AGI_BRIDGE_"
 # AGI_BRIDGE_<SECTION>_<KEY> overrides <section>.<key> for these sections (addresses,
 # ports, credentials' locations): AGI_BRIDGE_LISTEN_AUDIOSOCKET, AGI_BRIDGE_AMI_HOST, ...
-ENV_SECTIONS = ("listen", "ami", "realtime")
+ENV_SECTIONS = ("listen", "ami", "ari", "realtime")
 
 
 def env_overrides(section: str) -> dict[str, str]:
@@ -381,6 +381,8 @@ def _validate(cfg: Config, loader: _Loader) -> None:
             if not var:
                 raise fail(f"{where}.headers_env.{header}", "expected an environment variable")
 
+    _validate_ari(cfg, fail)
+
     known_tools = (*BUILTIN_TOOLS, *cfg.tools)
     for name, agent in cfg.agents.items():
         where = f"agents.{name}"
@@ -410,6 +412,35 @@ def _validate(cfg: Config, loader: _Loader) -> None:
                 )
             if other == name:
                 raise fail(f"{where}.handoff_agents[{i}]", "an agent cannot hand off to itself")
+
+
+def _validate_ari(cfg: Config, fail: Any) -> None:
+    ari = cfg.ari
+    url = urlsplit(ari.url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise fail("ari.url", f"expected an http:// or https:// URL, got {ari.url!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", ari.app):
+        raise fail("ari.app", "a Stasis application name is 1-64 letters, digits, '_', '.', '-'")
+    if ari.enabled and not ari.username:
+        raise fail("ari.username", "ARI needs a username (ari.conf)")
+    try:
+        ipaddress.ip_address(ari.rtp_host)
+    except ValueError:
+        raise fail("ari.rtp_host", f"expected an IP address, got {ari.rtp_host!r}") from None
+    for key in ("rtp_port_min", "rtp_port_max"):
+        if not 1 <= getattr(ari, key) <= 65535:
+            raise fail(f"ari.{key}", "expected a port 1..65535")
+    if ari.rtp_port_min > ari.rtp_port_max:
+        raise fail("ari.rtp_port_max", "must be >= ari.rtp_port_min")
+    ws = urlsplit(ari.websocket_url)
+    if ari.websocket_url and (ws.scheme not in ("ws", "wss") or not ws.hostname):
+        raise fail(
+            "ari.websocket_url", f"expected a ws:// or wss:// URL, got {ari.websocket_url!r}"
+        )
+    if ari.request_timeout_s <= 0:
+        raise fail("ari.request_timeout_s", "must be > 0")
+    if ari.reconnect_max_s <= 0:
+        raise fail("ari.reconnect_max_s", "must be > 0")
 
 
 def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | None = None) -> Config:

@@ -56,6 +56,31 @@ class Ami:
 
 
 @dataclass(frozen=True)
+class Ari:
+    """The ARI transport: a Stasis application, media over externalMedia (RTP or
+    chan_websocket). Off by default; AudioSocket runs either way."""
+
+    enabled: bool = False
+    url: str = "http://127.0.0.1:8088"  # Asterisk's HTTP server (http.conf); /ari is added
+    app: str = "agi-bridge"  # Stasis(agi-bridge,AGENT[,key=value...])
+    username: str = "agi_bridge"  # ari.conf user
+    password_env: str = "AGI_BRIDGE_ARI_PASSWORD"
+    password_file: str = ""  # wins over password_env when set
+    media: Literal["rtp", "websocket"] = "rtp"
+    # rtp: externalMedia sends µ-law RTP to a UDP port of the bridge on this address,
+    # one port per call from this range.
+    rtp_host: str = "127.0.0.1"
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 20199
+    # websocket: the bridge connects to chan_websocket at this URL + /CONNECTION_ID
+    # ("" = the url above with ws:// and /media); control messages in this format.
+    websocket_url: str = ""
+    websocket_control_format: Literal["plain-text", "json"] = "plain-text"
+    request_timeout_s: float = 5.0
+    reconnect_max_s: float = 5.0  # cap of the events websocket's reconnect backoff
+
+
+@dataclass(frozen=True)
 class Realtime:
     # openai: wss://api.openai.com/v1/realtime (Bearer); azure: RESOURCE url + api-key header;
     # url: any compatible server (Bearer); simulator: the bundled test double, in-process.
@@ -278,6 +303,7 @@ DEFAULT_PRICES: Mapping[str, Price] = types.MappingProxyType(
 class Config:
     listen: Listen = field(default_factory=Listen)
     ami: Ami = field(default_factory=Ami)
+    ari: Ari = field(default_factory=Ari)
     realtime: Realtime = field(default_factory=Realtime)
     agents: Mapping[str, Agent] = field(
         default_factory=lambda: types.MappingProxyType({"default": Agent()})
@@ -335,3 +361,8 @@ class Config:
         if self.ami.secret_file:
             return Path(self.ami.secret_file).read_text().strip()
         return os.environ.get(self.ami.secret_env, "")
+
+    def ari_password(self) -> str:
+        if self.ari.password_file:
+            return Path(self.ari.password_file).read_text().strip()
+        return os.environ.get(self.ari.password_env, "")

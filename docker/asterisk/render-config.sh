@@ -32,6 +32,8 @@
 #                                  tested file's 127.0.0.1 (default: this container's networks)
 #   AGI_BRIDGE_AMI_SECRET          the AMI secret, written to manager_agi_bridge_secret.conf
 #   AGI_BRIDGE_AMI_SECRET_FILE     ... or read from this file (e.g. /run/secrets/ami_secret)
+#   AGI_BRIDGE_ARI_PASSWORD        the ARI password, written to ari_agi_bridge_password.conf
+#   AGI_BRIDGE_ARI_PASSWORD_FILE   ... or read from this file
 #   AGI_BRIDGE_PROC_NET_ROUTE      routing table to read the networks from (default
 #                                  /proc/net/route; the tests pass a fixture)
 set -eu
@@ -170,29 +172,38 @@ render_manager() {
     mv "$out.tmp" "$out"
 }
 
-render_secret() {
-    out=$dest/manager_agi_bridge_secret.conf
-    if [ -n "${AGI_BRIDGE_AMI_SECRET_FILE:-}" ]; then
-        [ -r "$AGI_BRIDGE_AMI_SECRET_FILE" ] || die "cannot read AGI_BRIDGE_AMI_SECRET_FILE $AGI_BRIDGE_AMI_SECRET_FILE"
-        secret=$(cat "$AGI_BRIDGE_AMI_SECRET_FILE")
-    elif [ -n "${AGI_BRIDGE_AMI_SECRET:-}" ]; then
-        secret=$AGI_BRIDGE_AMI_SECRET
+# One credential override file: render_credential FILE KEY VALUE FROM_FILE_VAR LABEL
+render_credential() {
+    out=$dest/$1 key=$2 value=$3 file_var=$4 label=$5
+    eval "from_file=\${$file_var:-}"
+    if [ -n "$from_file" ]; then
+        [ -r "$from_file" ] || die "cannot read $file_var $from_file"
+        secret=$(cat "$from_file")
+    elif [ -n "$value" ]; then
+        secret=$value
     else
         rm -f "$out"
-        log "no AGI_BRIDGE_AMI_SECRET: AMI keeps the development secret of manager.conf"
+        log "no $label set: keeps the development $key of the shipped file"
         return 0
     fi
     secret=$(printf '%s' "$secret" | sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//')
-    [ -n "$secret" ] || die "the AMI secret is empty"
+    [ -n "$secret" ] || die "the $label is empty"
     case $secret in
-        *';'*) die "the AMI secret must not contain ';' (Asterisk reads it as a comment)" ;;
+        *';'*) die "the $label must not contain ';' (Asterisk reads it as a comment)" ;;
     esac
-    [ "$(printf '%s' "$secret" | wc -l)" -eq 0 ] || die "the AMI secret must be one line"
+    [ "$(printf '%s' "$secret" | wc -l)" -eq 0 ] || die "the $label must be one line"
     umask 027
-    printf 'secret = %s\n' "$secret" > "$out.tmp"
+    printf '%s = %s\n' "$key" "$secret" > "$out.tmp"
     chgrp asterisk "$out.tmp" 2>/dev/null || true
     chmod 0640 "$out.tmp"
     mv "$out.tmp" "$out"
+}
+
+render_secret() {
+    render_credential manager_agi_bridge_secret.conf secret "${AGI_BRIDGE_AMI_SECRET:-}" \
+        AGI_BRIDGE_AMI_SECRET_FILE "AMI secret"
+    render_credential ari_agi_bridge_password.conf password "${AGI_BRIDGE_ARI_PASSWORD:-}" \
+        AGI_BRIDGE_ARI_PASSWORD_FILE "ARI password"
 }
 
 networks=$(container_networks)

@@ -24,6 +24,7 @@ which case it is unmounted when no process runs inside the chroot any more.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import hashlib
@@ -38,6 +39,8 @@ import struct
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 import wave
 from collections.abc import Callable, Iterable
@@ -67,6 +70,12 @@ AMI_USER = "agi_bridge"
 AMI_DEFAULT_SECRET = "agi-bridge-dev-secret"  # in manager.conf; overridden in every test
 AMI_TEST_SECRET = "agi-bridge-e2e-secret"
 AMI_SECRET_FILE = "manager_agi_bridge_secret.conf"
+ARI_PORT = 8088  # http.conf: ARI REST, events websocket, chan_websocket /media
+ARI_URL = f"http://{HOST}:{ARI_PORT}"
+ARI_USER = "agi_bridge"
+ARI_TEST_PASSWORD = "agi-bridge-e2e-ari"
+ARI_PASSWORD_FILE = "ari_agi_bridge_password.conf"
+EXT_ARI_DEFAULT = "200"  # Stasis(agi-bridge,default,...)
 ASTERISK_RTP_PORTS = (10000, 10099)  # rtp.conf
 PHONE_RTP_PORTS = (10100, 10199)  # the softphones' own range (kept apart from Asterisk's)
 PHONES = {"6001": "agi-bridge-6001", "6002": "agi-bridge-6002"}
@@ -239,8 +248,10 @@ class Asterisk:
         extra_config: dict[str, str] | None = None,
         mount_proc: bool = False,
         root: Path | None = None,
+        ari_password: str | None = ARI_TEST_PASSWORD,
     ) -> None:
         self.root = root or asterisk_root()
+        self.ari_password = ari_password
         self.workdir = Path(workdir)
         self.env = dict(env or {})
         self.ami_secret = ami_secret
@@ -274,6 +285,8 @@ class Asterisk:
         (self.etc_dir / "asterisk.conf").write_text(text)
         if self.ami_secret is not None:
             (self.etc_dir / AMI_SECRET_FILE).write_text(f"secret = {self.ami_secret}\n")
+        if self.ari_password is not None:
+            (self.etc_dir / ARI_PASSWORD_FILE).write_text(f"password = {self.ari_password}\n")
         for name, content in self.extra_config.items():
             (self.etc_dir / name).write_text(content)
 
@@ -282,6 +295,7 @@ class Asterisk:
             raise HarnessError("Asterisk already started")
         busy = [f"udp/{SIP_PORT}"] if port_in_use(SIP_PORT, socket.SOCK_DGRAM) else []
         busy += [f"tcp/{AMI_PORT}"] if port_in_use(AMI_PORT) else []
+        busy += [f"tcp/{ARI_PORT}"] if port_in_use(ARI_PORT) else []
         if busy:
             raise HarnessError(
                 f"127.0.0.1 {', '.join(busy)} already in use (another Asterisk still running?"
@@ -1068,6 +1082,25 @@ def audio_intervals_ms(packets: Iterable[RtpPacket], payload_type: int = 0) -> n
     """Inter-arrival times (ms) of one stream's audio packets (payload type 0 = PCMU)."""
     times = [p.time for p in packets if p.payload_type == payload_type]
     return np.diff(np.asarray(times)) * 1000.0
+
+
+# --- ARI ------------------------------------------------------------------------------------
+
+
+def ari_request(
+    method: str, path: str, password: str = ARI_TEST_PASSWORD, timeout: float = 5.0
+) -> Any:
+    """One ARI REST request (``path`` after /ari), as the agi_bridge user; JSON or None."""
+    token = base64.b64encode(f"{ARI_USER}:{password}".encode()).decode()
+    request = urllib.request.Request(
+        f"{ARI_URL}/ari{path}", method=method, headers={"Authorization": f"Basic {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        raise HarnessError(f"ARI {method} {path}: {exc.code} {exc.read()[:200]!r}") from exc
+    return json.loads(body) if body else None
 
 
 # --- AMI ------------------------------------------------------------------------------------
