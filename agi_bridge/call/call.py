@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from agi_bridge import audio
+from agi_bridge.models import realtime_model
 from agi_bridge.config import Agent, Config, TransferTarget
 from agi_bridge.errors import (
     AmiError,
@@ -195,7 +196,7 @@ def build_session(cfg: Config, agent: Agent, tools: ToolSet, today: dt.date) -> 
     else:
         turn = None
     return rt.SessionConfig(
-        model=agent.model or cfg.realtime.model,
+        model=realtime_model(cfg, agent),
         instructions=instructions,
         voice=agent.voice,
         speed=agent.speed,
@@ -205,6 +206,10 @@ def build_session(cfg: Config, agent: Agent, tools: ToolSet, today: dt.date) -> 
         noise_reduction=agent.noise_reduction or None,
         max_output_tokens=agent.max_output_tokens,
         tools=tools.schemas(),
+        reasoning_effort=agent.reasoning_effort or None,
+        parallel_tool_calls=agent.parallel_tool_calls,
+        truncation=agent.truncation or None,
+        truncation_retention_ratio=agent.truncation_retention_ratio,
     )
 
 
@@ -541,7 +546,7 @@ class Call:
 
     async def _one_session(self, *, resumed: bool) -> str:
         """Run one Realtime session to its end; returns why it ended."""
-        self._rt = await self._connect(self.agent.model or self._config.realtime.model)
+        self._rt = await self._connect(realtime_model(self._config, self.agent))
         session = build_session(self._config, self.agent, self._tools, dt.date.today())
         if resumed and self._history:
             session = dataclasses.replace(

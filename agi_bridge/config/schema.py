@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from agi_bridge.models import DEFAULT_REALTIME_MODEL, DEFAULT_TRANSCRIPTION_MODEL, DEFAULT_VOICE
+
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful voice assistant answering a phone call. Keep answers short and "
     "conversational; this is a phone line, so never use lists, markdown or emoji."
@@ -57,7 +59,7 @@ class Realtime:
     # url: any compatible server (Bearer); simulator: the bundled test double, in-process.
     provider: Literal["openai", "azure", "url", "simulator"] = "openai"
     url: str = ""
-    model: str = "gpt-realtime"
+    model: str = DEFAULT_REALTIME_MODEL
     api_key_env: str = "OPENAI_API_KEY"
     # With provider openai and no key in api_key_env, run against the bundled simulator
     # (the offline demo) instead of failing every call.
@@ -97,14 +99,23 @@ class Agent:
     instructions: str = DEFAULT_INSTRUCTIONS
     # What the agent is told to say when the call connects; empty = wait for the caller.
     greeting: str = DEFAULT_GREETING
-    voice: str = "marin"
+    # A built-in voice, or any other plausible name (a new voice: a warning, not an error)
+    voice: str = DEFAULT_VOICE
     speed: float = 1.0
     model: str = ""  # empty: realtime.model
     turn_detection: TurnDetectionConfig = field(default_factory=TurnDetectionConfig)
-    transcription_model: str = "gpt-4o-mini-transcribe"
+    transcription_model: str = DEFAULT_TRANSCRIPTION_MODEL  # "" = no caller transcript
     language: str = ""
     noise_reduction: str = ""
     max_output_tokens: int | Literal["inf"] = "inf"
+    # Reasoning Realtime models (gpt-realtime-2): session.reasoning.effort, "" = not sent
+    reasoning_effort: str = ""
+    # session.parallel_tool_calls (reasoning models only); unset = not sent
+    parallel_tool_calls: bool | None = None
+    # session.truncation: "auto" | "disabled" | "" (not sent); or keep this fraction of
+    # the conversation when it overflows (retention_ratio 0..1, with truncation unset)
+    truncation: str = ""
+    truncation_retention_ratio: float | None = None
     tools: tuple[str, ...] = ("send_dtmf", "hangup")
     ivr_guidance: bool = True  # append the IVR-navigation prompt when send_dtmf is enabled
     caller_dtmf_to_model: bool = True
@@ -291,6 +302,8 @@ class Config:
     webhook: Webhook = field(default_factory=Webhook)
     prices: Mapping[str, Price] = field(default_factory=lambda: DEFAULT_PRICES)
     source: str = ""  # the file it came from (not a YAML key)
+    # Things that load but deserve a look, each "file:line key: why" (not a YAML key)
+    warnings: tuple[str, ...] = ()
 
     def agent(self, name: str | None) -> tuple[str, Agent]:
         """The named agent, or the default one when the name is empty or unknown."""

@@ -11,12 +11,22 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agi_bridge.errors import RealtimeProtocolError
 
+from agi_bridge.models import DEFAULT_REALTIME_MODEL, DEFAULT_TRANSCRIPTION_MODEL, DEFAULT_VOICE
+
+# Built-in voices (openai-python types/realtime/realtime_audio_config_output_param.py). The
+# SDK types ``voice`` as ``str | Literal[...]``: other names are not rejected here.
 VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
+VOICE_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,63}")  # what a new voice name plausibly is
+# openai-python types/realtime/realtime_reasoning_effort.py
+REASONING_EFFORTS = ("minimal", "low", "medium", "high", "xhigh")
+# openai-python types/realtime/realtime_truncation.py: "auto" | "disabled" | retention_ratio
+TRUNCATIONS = ("auto", "disabled")
 EAGERNESS = ("low", "medium", "high", "auto")
 NOISE_REDUCTION = ("near_field", "far_field")
 AUDIO_FORMAT = "audio/pcmu"  # G.711 µ-law at 8 kHz: what the phone network carries
@@ -70,16 +80,23 @@ TurnDetection = ServerVad | SemanticVad | None
 class SessionConfig:
     """What the bridge asks of a Realtime session (GA ``session.update``)."""
 
-    model: str = "gpt-realtime"
+    model: str = DEFAULT_REALTIME_MODEL
     instructions: str = ""
-    voice: str = "marin"
+    voice: str = DEFAULT_VOICE
     speed: float = 1.0
     turn_detection: TurnDetection = field(default_factory=SemanticVad)
-    transcription_model: str | None = "gpt-4o-mini-transcribe"
+    transcription_model: str | None = DEFAULT_TRANSCRIPTION_MODEL
     transcription_language: str | None = None
     noise_reduction: str | None = None
     max_output_tokens: int | Literal["inf"] = "inf"
     tools: tuple[dict[str, Any], ...] = ()
+    # gpt-realtime-2 session fields (openai-python types/realtime/
+    # realtime_session_create_request_param.py: reasoning, parallel_tool_calls, truncation);
+    # None = not sent, the service default applies.
+    reasoning_effort: str | None = None
+    parallel_tool_calls: bool | None = None
+    truncation: str | None = None  # "auto" | "disabled"
+    truncation_retention_ratio: float | None = None  # {"type": "retention_ratio", ...}
 
 
 def session_update(cfg: SessionConfig) -> dict[str, Any]:
@@ -106,6 +123,17 @@ def session_update(cfg: SessionConfig) -> dict[str, Any]:
         },
         "max_output_tokens": cfg.max_output_tokens,
     }
+    if cfg.reasoning_effort:
+        session["reasoning"] = {"effort": cfg.reasoning_effort}
+    if cfg.parallel_tool_calls is not None:
+        session["parallel_tool_calls"] = cfg.parallel_tool_calls
+    if cfg.truncation_retention_ratio is not None:
+        session["truncation"] = {
+            "type": "retention_ratio",
+            "retention_ratio": cfg.truncation_retention_ratio,
+        }
+    elif cfg.truncation:
+        session["truncation"] = cfg.truncation
     # always sent, even empty: a session.update without "tools" keeps the previous agent's
     # tools on the service side (switch_agent to an agent with fewer tools)
     session["tools"] = list(cfg.tools)
@@ -205,6 +233,19 @@ class SpeechStopped:
 
 
 @dataclass(frozen=True, slots=True)
+class InputTimeout:
+    """``input_audio_buffer.timeout_triggered``: server VAD heard no speech for
+    ``idle_timeout_ms`` after the last response was played (openai-python
+    types/realtime/input_audio_buffer_timeout_triggered.py). The service then commits the
+    silent audio as an input item (``input_audio_buffer.committed``) and, per that
+    docstring, generates a response itself: the bridge must not ``response.create`` again."""
+
+    item_id: str
+    audio_start_ms: int
+    audio_end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class InputCommitted:
     item_id: str
 
@@ -216,9 +257,23 @@ class TranscriptionDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class TranscriptionUsage:
+    """Usage of one input transcription, billed at the ASR model's price (openai-python
+    conversation_item_input_audio_transcription_completed_event.py): either tokens
+    (``input_tokens`` with audio/text detail, ``output_tokens``) or a duration."""
+
+    kind: Literal["tokens", "duration", ""] = ""
+    seconds: float = 0.0
+    audio_tokens: int = 0
+    text_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class TranscriptionCompleted:
     item_id: str
     transcript: str
+    usage: TranscriptionUsage = TranscriptionUsage()
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +374,7 @@ ServerEvent = (
     | SpeechStarted
     | SpeechStopped
     | InputCommitted
+    | InputTimeout
     | TranscriptionDelta
     | TranscriptionCompleted
     | TranscriptionFailed
@@ -357,6 +413,24 @@ def _d(obj: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _transcription_usage(usage: dict[str, Any]) -> TranscriptionUsage:
+    if usage.get("type") == "duration":
+        seconds = usage.get("seconds")
+        ok = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+        return TranscriptionUsage("duration", seconds=float(seconds) if ok else 0.0)
+    if usage.get("type") == "tokens":
+        details = _d(usage, "input_token_details")
+        input_tokens = _i(usage, "input_tokens")
+        audio = _i(details, "audio_tokens") if "audio_tokens" in details else input_tokens
+        return TranscriptionUsage(
+            "tokens",
+            audio_tokens=audio,
+            text_tokens=_i(details, "text_tokens"),
+            output_tokens=_i(usage, "output_tokens"),
+        )
+    return TranscriptionUsage()
+
+
 def parse_server_event(message: str | bytes) -> ServerEvent:
     """Parse one websocket message from the Realtime service."""
     try:
@@ -382,7 +456,11 @@ def parse_server_event(message: str | bytes) -> ServerEvent:
         case "conversation.item.input_audio_transcription.delta":
             return TranscriptionDelta(_s(obj, "item_id"), _s(obj, "delta"))
         case "conversation.item.input_audio_transcription.completed":
-            return TranscriptionCompleted(_s(obj, "item_id"), _s(obj, "transcript"))
+            return TranscriptionCompleted(
+                _s(obj, "item_id"), _s(obj, "transcript"), _transcription_usage(_d(obj, "usage"))
+            )
+        case "input_audio_buffer.timeout_triggered":
+            return InputTimeout(_s(obj, "item_id"), _i(obj, "audio_start_ms"), _i(obj, "audio_end_ms"))
         case "conversation.item.input_audio_transcription.failed":
             return TranscriptionFailed(_s(obj, "item_id"), _s(_d(obj, "error"), "message"))
         case "response.created":

@@ -1,0 +1,99 @@
+"""Model names in one place: which model a call uses, the session defaults, and the
+models OpenAI has announced it will shut down.
+
+Sources (read in the stored references, not from memory):
+
+- openai-python ``src/openai/types/realtime/audio_transcription_param.py`` (Aug 2026):
+  the Realtime input-transcription models are ``whisper-1``, ``gpt-transcribe``,
+  ``gpt-live-transcribe``, ``gpt-4o-mini-transcribe`` (+ ``-2025-12-15``),
+  ``gpt-4o-transcribe``, ``gpt-4o-transcribe-diarize``, ``gpt-realtime-whisper``.
+- The shutdown date 2027-02-26 of ``whisper-1``, ``gpt-4o-transcribe``,
+  ``gpt-4o-mini-transcribe`` and ``gpt-4o-transcribe-diarize``, with the replacement
+  "gpt-live-transcribe or gpt-transcribe" (``gpt-live-transcribe`` for live audio), is
+  what the issue states and what several summaries of OpenAI's deprecations page say
+  (developersdigest.tech, dev.to); the rows themselves were NOT visible in the stored
+  copy of developers.openai.com/api/docs/deprecations. ``check`` therefore only *warns*,
+  and the table says where each entry comes from.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agi_bridge.config.schema import Agent, Config
+
+DEFAULT_REALTIME_MODEL = "gpt-realtime"
+# The successor for live (streaming) transcription of the retiring gpt-4o-*-transcribe
+# models; accepted in a Realtime session's audio.input.transcription.model (SDK types).
+DEFAULT_TRANSCRIPTION_MODEL = "gpt-live-transcribe"
+DEFAULT_VOICE = "marin"
+
+
+@dataclass(frozen=True, slots=True)
+class Retirement:
+    model: str
+    shutdown: dt.date
+    successor: str
+    source: str
+
+
+_TRANSCRIBE_SOURCE = (
+    "OpenAI deprecations notice of 2026-08-26 as quoted by third-party summaries "
+    "(not seen on OpenAI's page in the stored references)"
+)
+RETIREMENTS: dict[str, Retirement] = {
+    r.model: r
+    for r in (
+        Retirement("whisper-1", dt.date(2027, 2, 26), "gpt-live-transcribe", _TRANSCRIBE_SOURCE),
+        Retirement(
+            "gpt-4o-transcribe", dt.date(2027, 2, 26), "gpt-live-transcribe", _TRANSCRIBE_SOURCE
+        ),
+        Retirement(
+            "gpt-4o-mini-transcribe",
+            dt.date(2027, 2, 26),
+            "gpt-live-transcribe",
+            _TRANSCRIBE_SOURCE,
+        ),
+        Retirement(
+            "gpt-4o-mini-transcribe-2025-12-15",
+            dt.date(2027, 2, 26),
+            "gpt-live-transcribe",
+            _TRANSCRIBE_SOURCE,
+        ),
+        Retirement(
+            "gpt-4o-transcribe-diarize",
+            dt.date(2027, 2, 26),
+            "gpt-live-transcribe",
+            _TRANSCRIBE_SOURCE,
+        ),
+    )
+}
+
+
+def realtime_model(cfg: Config, agent: Agent) -> str:
+    """The model a call of this agent asks for: the agent's own, else ``realtime.model``."""
+    return agent.model or cfg.realtime.model
+
+
+def retirement_warnings(cfg: Config, today: dt.date) -> list[str]:
+    """One line per configured model with a known shutdown date (past or future)."""
+    uses: list[tuple[str, str]] = [("realtime.model", cfg.realtime.model)]
+    for name, agent in cfg.agents.items():
+        if agent.model:
+            uses.append((f"agents.{name}.model", agent.model))
+        if agent.transcription_model:
+            uses.append((f"agents.{name}.transcription_model", agent.transcription_model))
+    lines = []
+    for key, model in uses:
+        r = RETIREMENTS.get(model)
+        if r is None:
+            continue
+        when = "shut down on" if r.shutdown <= today else "shuts down on"
+        lines.append(
+            f"{key}: {model} {when} {r.shutdown.isoformat()}; successor {r.successor} "
+            f"(source: {r.source})"
+        )
+    return lines
