@@ -37,6 +37,7 @@ from agi_bridge.simulator.schema import (
     check_response,
     default_session,
 )
+from agi_bridge.simulator.idle import IdleTimer
 from agi_bridge.simulator.usage import Context, usage
 from agi_bridge.simulator.vad import EnergyVad, VadEvent, threshold_dbfs
 
@@ -116,6 +117,8 @@ class SimSession:
         self._speech_item: str | None = None
         self._speech_start_ms = 0
         self._vad = self._make_vad()
+        self._idle = IdleTimer()
+        self._response_began_ms = 0.0  # input timeline when the active response began
         self._active: ResponseRun | None = None
         self._active_task: asyncio.Task[None] | None = None
         self._tg: asyncio.TaskGroup | None = None
@@ -343,6 +346,29 @@ class SimSession:
         if self._vad is not None:
             for vad_event in self._vad.feed(samples):
                 await self._on_vad(vad_event)
+        await self._check_idle()
+
+    async def _check_idle(self) -> None:
+        td = self._turn_detection
+        self._idle.timeout_ms = td.get("idle_timeout_ms") if td else None
+        if self._active is not None or self._speech_item is not None:
+            return
+        due = self._idle.due(self._timeline_ms)
+        if due is None:
+            return
+        item_id = new_id("item")
+        await self.send(
+            event(
+                "input_audio_buffer.timeout_triggered",
+                audio_start_ms=due[0],
+                audio_end_ms=due[1],
+                item_id=item_id,
+            )
+        )
+        assert td is not None
+        await self._commit(
+            item_id, due[1] - self._buffer_start_ms, due[1], auto=td["create_response"]
+        )
 
     def _keep_caller_audio(self, pcm: bytes) -> None:
         if not self.caller_audio_rate:
@@ -358,6 +384,7 @@ class SimSession:
         td = self._turn_detection
         assert td is not None  # a VAD exists only with turn detection
         if vad_event.kind == "start":
+            self._idle.disarm()
             self._speech_item = new_id("item")
             self._speech_start_ms = vad_event.ms
             self.speech_started_count += 1
@@ -648,6 +675,8 @@ class SimSession:
         else:
             run.context = Context(text_chars=len(settings["instructions"]) + tools_chars)
         self._active = run
+        self._idle.disarm()
+        self._response_began_ms = self._timeline_ms
         await run.begin()
         assert self._tg is not None
         self._active_task = self._tg.create_task(self._stream(run))
@@ -676,6 +705,8 @@ class SimSession:
             run.context, self._previous_context, run.record.audio_ms, run.out_text_chars
         )
         self._previous_context = run.context
+        if self._speech_item is None:  # not cut off by the caller: count silence after it
+            self._idle.arm(max(self._timeline_ms, self._response_began_ms + run.record.audio_ms))
         self._assistant_spoke = self._assistant_spoke or run.record.audio_ms > 0
         log.info(
             "%s %s %s: %s, %.0f ms of audio",
