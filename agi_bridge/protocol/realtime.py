@@ -416,8 +416,9 @@ def _d(obj: dict[str, Any], key: str) -> dict[str, Any]:
 def _transcription_usage(usage: dict[str, Any]) -> TranscriptionUsage:
     if usage.get("type") == "duration":
         seconds = usage.get("seconds")
-        ok = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
-        return TranscriptionUsage("duration", seconds=float(seconds) if ok else 0.0)
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+            seconds = 0.0
+        return TranscriptionUsage("duration", seconds=float(seconds))
     if usage.get("type") == "tokens":
         details = _d(usage, "input_token_details")
         input_tokens = _i(usage, "input_tokens")
