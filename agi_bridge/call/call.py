@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from agi_bridge import audio
-from agi_bridge.models import realtime_model
 from agi_bridge.config import Agent, Config, TransferTarget
 from agi_bridge.errors import (
     AmiError,
@@ -44,6 +43,7 @@ from agi_bridge.errors import (
     RealtimeProtocolError,
     ToolError,
 )
+from agi_bridge.models import realtime_model
 from agi_bridge.playout import Pacer, PlayoutBuffer, Released
 from agi_bridge.protocol import audiosocket as asock
 from agi_bridge.protocol import realtime as rt
@@ -609,7 +609,9 @@ class Call:
             self._caller_transcripts.pop(ev.item_id, None)
             self._log.info("caller: %s", text)
             self._history.append(f"Caller: {text[:500]}")
-            self._emit("caller_transcript", item_id=ev.item_id, text=text)
+            # the transcription's own usage, billed at the ASR model's price
+            usage = dataclasses.asdict(ev.usage) if ev.usage.kind else None
+            self._emit("caller_transcript", item_id=ev.item_id, text=text, usage=usage)
         elif isinstance(ev, rt.TranscriptionFailed):
             self._caller_transcripts.pop(ev.item_id, None)
             self._log.warning("caller transcription failed: %s", ev.message)

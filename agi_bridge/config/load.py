@@ -406,6 +406,14 @@ def _validate(cfg: Config, loader: _Loader) -> None:
             if not var:
                 raise fail(f"{where}.headers_env.{header}", "expected an environment variable")
 
+    for name, price in cfg.prices.items():
+        mapped = cfg.prices.get(price.same_as) if price.same_as else None
+        if price.same_as and (mapped is None or mapped.same_as):
+            raise fail(
+                f"prices.{name}.same_as",
+                f"no price entry {price.same_as!r} with prices of its own",
+            )
+
     known_tools = (*BUILTIN_TOOLS, *cfg.tools)
     for name, agent in cfg.agents.items():
         where = f"agents.{name}"
@@ -459,9 +467,7 @@ def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | Non
         cfg = _apply_env(cfg, env)
     # `prices:` in the file adds to (or overrides) the published defaults
     prices = types.MappingProxyType({**DEFAULT_PRICES, **cfg.prices})
-    cfg = dataclasses.replace(
-        cfg, source=file, prices=prices, warnings=tuple(loader.warnings)
-    )
+    cfg = dataclasses.replace(cfg, source=file, prices=prices, warnings=tuple(loader.warnings))
     if cfg.default_agent not in cfg.agents:
         raise ConfigError(
             f"no agent named {cfg.default_agent!r} (agents: {', '.join(cfg.agents) or 'none'})",

@@ -246,7 +246,10 @@ class Webhook:
 
 @dataclass(frozen=True)
 class Price:
-    """USD per 1M tokens. ``audio_in``/``text_in`` are for uncached input tokens."""
+    """USD per 1M tokens (``audio_in``/``text_in``: uncached input tokens), and USD per
+    minute of audio for what is billed by duration (``audio_minute``: a transcription
+    reported as ``{"type": "duration"}``, a GPT-Live session). ``same_as`` makes this
+    name use another entry's prices (a dated snapshot -> its model)."""
 
     audio_in: float = 0.0
     cached_audio_in: float = 0.0
@@ -254,11 +257,13 @@ class Price:
     text_in: float = 0.0
     cached_text_in: float = 0.0
     text_out: float = 0.0
+    audio_minute: float = 0.0
+    same_as: str = ""
 
 
 # Published prices (REFERENCE §5). A `prices:` section in the file adds models or
-# overrides these entries; a model is matched exactly, else by its longest known prefix
-# (gpt-realtime-2025-08-28 -> gpt-realtime).
+# overrides these entries. A model is priced by its exact name only (gpt-realtime-2.1-mini
+# is not gpt-realtime); a model without an entry has no cost, and the summary says so.
 DEFAULT_PRICES: Mapping[str, Price] = types.MappingProxyType(
     {
         "gpt-realtime": Price(
@@ -269,6 +274,8 @@ DEFAULT_PRICES: Mapping[str, Price] = types.MappingProxyType(
             cached_text_in=0.40,
             text_out=16.0,
         ),
+        # the dated snapshot of gpt-realtime (openai-python realtime/calls.py model list)
+        "gpt-realtime-2025-08-28": Price(same_as="gpt-realtime"),
         "gpt-realtime-mini": Price(
             audio_in=10.0,
             cached_audio_in=0.30,
@@ -335,6 +342,16 @@ class Config:
         if agi_arg and agi_arg in self.agents:
             return agi_arg, "AGI argument"
         return self.default_agent, "default_agent"
+
+    def uses_simulator(self) -> bool:
+        """True when calls go to the bundled simulator: asked for, or OpenAI without a key."""
+        if self.realtime.provider == "simulator":
+            return True
+        return (
+            self.realtime.provider == "openai"
+            and self.realtime.simulator_without_key
+            and not os.environ.get(self.realtime.api_key_env)
+        )
 
     def ami_secret(self) -> str:
         if self.ami.secret_file:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agi_bridge.errors import RealtimeProtocolError
-
 from agi_bridge.models import DEFAULT_REALTIME_MODEL, DEFAULT_TRANSCRIPTION_MODEL, DEFAULT_VOICE
 
 # Built-in voices (openai-python types/realtime/realtime_audio_config_output_param.py). The
@@ -461,7 +460,9 @@ def parse_server_event(message: str | bytes) -> ServerEvent:
                 _s(obj, "item_id"), _s(obj, "transcript"), _transcription_usage(_d(obj, "usage"))
             )
         case "input_audio_buffer.timeout_triggered":
-            return InputTimeout(_s(obj, "item_id"), _i(obj, "audio_start_ms"), _i(obj, "audio_end_ms"))
+            return InputTimeout(
+                _s(obj, "item_id"), _i(obj, "audio_start_ms"), _i(obj, "audio_end_ms")
+            )
         case "conversation.item.input_audio_transcription.failed":
             return TranscriptionFailed(_s(obj, "item_id"), _s(_d(obj, "error"), "message"))
         case "response.created":

@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from agi_bridge.simulator.codec import AudioFormat
 from agi_bridge.simulator.conversation import Conversation, ConvItem, item_from_client
 from agi_bridge.simulator.events import error, event, new_id, rate_limits
+from agi_bridge.simulator.idle import IdleTimer
 from agi_bridge.simulator.responses import ResponseParams, ResponseRecord, ResponseRun
 from agi_bridge.simulator.scenario import Scenario, Turn
 from agi_bridge.simulator.schema import (
@@ -37,7 +38,6 @@ from agi_bridge.simulator.schema import (
     check_response,
     default_session,
 )
-from agi_bridge.simulator.idle import IdleTimer
 from agi_bridge.simulator.usage import Context, usage
 from agi_bridge.simulator.vad import EnergyVad, VadEvent, threshold_dbfs
 

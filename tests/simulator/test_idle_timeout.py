@@ -49,9 +49,11 @@ async def test_silence_after_a_response_triggers_timeout_and_a_new_response() ->
         assert timeout["audio_start_ms"] == round(sim.sessions[0].responses[0].audio_ms)
         committed = next(e for e in events if e["type"] == "input_audio_buffer.committed")
         assert committed["item_id"] == timeout["item_id"]
-        assert kinds.index("input_audio_buffer.timeout_triggered") < kinds.index(
-            "input_audio_buffer.committed"
-        ) < kinds.index("response.created")
+        assert (
+            kinds.index("input_audio_buffer.timeout_triggered")
+            < kinds.index("input_audio_buffer.committed")
+            < kinds.index("response.created")
+        )
         assert sim.sessions[0].responses[-1].text == "Are you still there?"
         await client.ws.close()
 

@@ -38,14 +38,26 @@ def test_the_bridge_session_update_is_accepted() -> None:
         ({"reasoning": {"summary": "auto"}}, "unknown_parameter", "session.reasoning.summary"),
         ({"parallel_tool_calls": "yes"}, "invalid_type", "session.parallel_tool_calls"),
         ({"truncation": "sometimes"}, "invalid_value", "session.truncation"),
-        ({"truncation": {"type": "ratio", "retention_ratio": 0.5}}, "invalid_value",
-         "session.truncation.type"),
-        ({"truncation": {"type": "retention_ratio"}}, "missing_required_parameter",
-         "session.truncation.retention_ratio"),
-        ({"truncation": {"type": "retention_ratio", "retention_ratio": 1.5}},
-         "decimal_above_max_value", "session.truncation.retention_ratio"),
-        ({"truncation": {"type": "retention_ratio", "retention_ratio": 0.5, "keep": 1}},
-         "unknown_parameter", "session.truncation.keep"),
+        (
+            {"truncation": {"type": "ratio", "retention_ratio": 0.5}},
+            "invalid_value",
+            "session.truncation.type",
+        ),
+        (
+            {"truncation": {"type": "retention_ratio"}},
+            "missing_required_parameter",
+            "session.truncation.retention_ratio",
+        ),
+        (
+            {"truncation": {"type": "retention_ratio", "retention_ratio": 1.5}},
+            "decimal_above_max_value",
+            "session.truncation.retention_ratio",
+        ),
+        (
+            {"truncation": {"type": "retention_ratio", "retention_ratio": 0.5, "keep": 1}},
+            "unknown_parameter",
+            "session.truncation.keep",
+        ),
     ],
 )
 def test_wrong_names_and_types_are_refused(update: dict[str, Any], code: str, param: str) -> None:

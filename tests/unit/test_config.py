@@ -180,9 +180,7 @@ def test_reasoning_parallel_truncation_keys() -> None:
     )
     exc = error("agents:\n  default:\n    parallel_tool_calls: maybe\n")
     assert exc.line == 3 and "parallel_tool_calls" in str(exc)
-    exc = error(
-        "agents:\n  default:\n    truncation: auto\n    truncation_retention_ratio: 0.5\n"
-    )
+    exc = error("agents:\n  default:\n    truncation: auto\n    truncation_retention_ratio: 0.5\n")
     assert str(exc) == (
         "bridge.yaml:4 agents.default.truncation_retention_ratio: "
         "set truncation or truncation_retention_ratio, not both"

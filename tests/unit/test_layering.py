@@ -24,7 +24,13 @@ SANS_IO = [
 # top-level modules whose presence means I/O or an event loop
 FORBIDDEN = {"asyncio", "socket", "websockets", "selectors", "trio", "anyio"}
 # what a sans-I/O module may import from the package itself
-ALLOWED_INTERNAL = ("agi_bridge.errors", "agi_bridge.audio", "agi_bridge.protocol")
+# (agi_bridge.models: model names and dated tables, pure data)
+ALLOWED_INTERNAL = (
+    "agi_bridge.errors",
+    "agi_bridge.audio",
+    "agi_bridge.protocol",
+    "agi_bridge.models",
+)
 
 
 def imported_modules(source: str, module: str) -> set[str]:
