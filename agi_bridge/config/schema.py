@@ -284,6 +284,41 @@ DEFAULT_PRICES: Mapping[str, Price] = types.MappingProxyType(
             cached_text_in=0.06,
             text_out=2.40,
         ),
+        # developers.openai.com/api/docs/models/gpt-realtime-1.5, -2, -2.1-mini (Dec 2026)
+        "gpt-realtime-1.5": Price(
+            audio_in=32.0,
+            cached_audio_in=0.40,
+            audio_out=64.0,
+            text_in=4.0,
+            cached_text_in=0.40,
+            text_out=16.0,
+        ),
+        "gpt-realtime-2": Price(
+            audio_in=32.0,
+            cached_audio_in=0.40,
+            audio_out=64.0,
+            text_in=4.0,
+            cached_text_in=0.40,
+            text_out=24.0,
+        ),
+        "gpt-realtime-2.1-mini": Price(
+            audio_in=10.0,
+            cached_audio_in=0.30,
+            audio_out=20.0,
+            text_in=0.60,
+            cached_text_in=0.06,
+            text_out=2.40,
+        ),
+        # input transcription, billed by audio duration (models/gpt-live-transcribe and
+        # models/gpt-realtime-whisper: $0.017 per minute)
+        "gpt-live-transcribe": Price(audio_minute=0.017),
+        "gpt-realtime-whisper": Price(audio_minute=0.017),
+        # GPT-Live sessions, billed per second of active session time at a per-minute
+        # rate (models/gpt-live-1.1: active $0.05/minute; guides/voice-latency-cost works
+        # its example at $0.05/minute; the gpt-live-1 page itself was not in the stored
+        # references). Standby ($0.02) exists only for WebRTC sessions: not used here.
+        "gpt-live-1.1": Price(audio_minute=0.05),
+        "gpt-live-1": Price(audio_minute=0.05),
     }
 )
 

@@ -98,7 +98,9 @@ def test_price_lookup_by_exact_name_only() -> None:
     assert price_for(prices, "gpt-realtime")[0] == "gpt-realtime"  # type: ignore[index]
     # a dated snapshot maps explicitly (same_as), never by prefix
     assert price_for(prices, "gpt-realtime-2025-08-28")[0] == "gpt-realtime"  # type: ignore[index]
-    assert price_for(prices, "gpt-realtime-2.1-mini") is None  # not the gpt-realtime rate
+    # its own entry, never the gpt-realtime rate by prefix; an unknown name: no price
+    assert price_for(prices, "gpt-realtime-2.1-mini")[0] == "gpt-realtime-2.1-mini"  # type: ignore[index]
+    assert price_for(prices, "gpt-realtime-3-mini") is None
     assert price_for(prices, "gpt-realtime-mini-2025-10-06") is None
     assert price_for(prices, "my-azure-deployment") is None
     assert price_for({"x": Price(same_as="missing")}, "x") is None
@@ -442,13 +444,13 @@ def test_transcription_usage_is_priced_on_its_own_entry() -> None:
 
 
 def test_unknown_model_has_no_cost_and_says_so() -> None:
-    ledger = _ledger({"model": "gpt-realtime-2.1-mini", "transcription_model": "mystery-asr"})
+    ledger = _ledger({"model": "gpt-realtime-3-mini", "transcription_model": "mystery-asr"})
     ledger.add("response_done", {"usage": {"input_token_details": {"audio_tokens": 100}}}, 1.0)
     ledger.add("caller_transcript", {"usage": {"kind": "duration", "seconds": 3.0}}, 1.0)
     summary = ledger.summary()
     assert summary["cost_usd"] is None and summary["price"] is None
     assert summary["cost_notes"] == [
-        "no price for model gpt-realtime-2.1-mini",
+        "no price for model gpt-realtime-3-mini",
         "no price for model mystery-asr",
     ]
 
