@@ -20,8 +20,10 @@ What was verified, and where (stored references, Dec 2026):
   delegation (default) hands work to the application, which answers with
   ``session.commentary.append {content, delegation_id}`` (spoken) or
   ``session.thinking.append`` (background context); ``responses`` delegation runs a
-  Responses model; its function calls reach the client inside ``response.event`` and are
-  answered with ``response.item.create {item: function_call_output}`` + ``response.create``.
+  Responses model; its function calls reach the client inside ``response.event
+  {delegation_id, event}`` and are answered with ``response.item.create {item:
+  function_call_output}`` + ``response.create`` (both refused without responses
+  delegation). ``session.close`` -> ``session.closed {reason, session, usage}``.
 - Billing (guides/voice-latency-cost): per second of session time, not rounded up.
 
 Not found in the stored references, so not modelled: an event that marks the caller
@@ -89,20 +91,27 @@ def input_audio_append(ulaw: bytes) -> dict[str, Any]:
     return {"type": "session.input_audio.append", "audio": base64.b64encode(ulaw).decode("ascii")}
 
 
+# The three "append" commands take ``content`` (a plain string, at most 500 tokens) and a
+# ``delegation_id`` that is required but nullable (null: general session context).
+
+
 def commentary_append(content: str, delegation_id: str | None = None) -> dict[str, Any]:
-    """A result the live model should tell the caller (client delegation)."""
-    event: dict[str, Any] = {"type": "session.commentary.append", "content": content}
-    if delegation_id:
-        event["delegation_id"] = delegation_id
-    return event
+    """A result the live model should tell the caller (e.g. a client delegation's)."""
+    return {"type": "session.commentary.append", "content": content, "delegation_id": delegation_id}
 
 
 def thinking_append(content: str, delegation_id: str | None = None) -> dict[str, Any]:
     """Background context for the live model, not a request to speak."""
-    event: dict[str, Any] = {"type": "session.thinking.append", "content": content}
-    if delegation_id:
-        event["delegation_id"] = delegation_id
-    return event
+    return {"type": "session.thinking.append", "content": content, "delegation_id": delegation_id}
+
+
+def instructions_append(content: str, delegation_id: str | None = None) -> dict[str, Any]:
+    """More developer instructions (GPT-Live cannot replace the startup instructions)."""
+    return {
+        "type": "session.instructions.append",
+        "content": content,
+        "delegation_id": delegation_id,
+    }
 
 
 def function_call_output(call_id: str, output: str) -> dict[str, Any]:
@@ -174,6 +183,7 @@ class FunctionCall:
     call_id: str
     name: str
     arguments: str
+    delegation_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +191,7 @@ class ResponseEvent:
     """Any other Responses backend event (``response.event``), kept as given."""
 
     event: dict[str, Any]
+    delegation_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +201,11 @@ class UsageUpdated:
 
 @dataclass(frozen=True, slots=True)
 class SessionClosed:
-    raw: dict[str, Any]
+    """The terminal event: ``reason`` is close_requested | expired | content |
+    remote_hangup | connection_lost; ``seconds`` the final cumulative usage."""
+
+    reason: str
+    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,13 +254,22 @@ def _d(obj: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def _response_event(obj: dict[str, Any]) -> ServerEvent:
-    # the nested Responses event sits under "event" (LiveKit's GPTLive.ResponsesEvent
-    # names its fields: type, item {type, call_id, name, arguments}, response)
+    # {type: "response.event", delegation_id, event: <a Responses streaming event>}
     inner = _d(obj, "event")
     item = _d(inner, "item")
+    delegation_id = _s(obj, "delegation_id")
     if inner.get("type") == "response.output_item.done" and item.get("type") == "function_call":
-        return FunctionCall(_s(item, "call_id"), _s(item, "name"), _s(item, "arguments"))
-    return ResponseEvent(inner)
+        return FunctionCall(
+            _s(item, "call_id"), _s(item, "name"), _s(item, "arguments"), delegation_id
+        )
+    return ResponseEvent(inner, delegation_id)
+
+
+def _seconds(obj: dict[str, Any]) -> float:
+    seconds = _d(obj, "usage").get("seconds")
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+        return 0.0
+    return float(seconds)
 
 
 def parse_server_event(message: str | bytes) -> ServerEvent:
@@ -281,12 +305,9 @@ def parse_server_event(message: str | bytes) -> ServerEvent:
         case "response.event":
             return _response_event(obj)
         case "session.usage.updated":
-            seconds = _d(obj, "usage").get("seconds")
-            if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
-                seconds = 0.0
-            return UsageUpdated(float(seconds))
+            return UsageUpdated(_seconds(obj))
         case "session.closed":
-            return SessionClosed(obj)
+            return SessionClosed(_s(obj, "reason"), _seconds(obj))
         case "error":
             err = _d(obj, "error")
             return ErrorEvent(

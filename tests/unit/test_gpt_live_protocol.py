@@ -40,7 +40,14 @@ def test_client_builders() -> None:
         "content": "Done.",
         "delegation_id": "del_1",
     }
-    assert gl.thinking_append("ctx") == {"type": "session.thinking.append", "content": "ctx"}
+    assert gl.thinking_append("ctx") == {
+        "type": "session.thinking.append",
+        "content": "ctx",
+        "delegation_id": None,  # required, nullable
+    }
+    assert gl.encode(gl.instructions_append("Say goodbye.")) == (
+        '{"type":"session.instructions.append","content":"Say goodbye.","delegation_id":null}'
+    )
     assert gl.function_call_output("call_1", '{"ok":true}') == {
         "type": "response.item.create",
         "item": {"type": "function_call_output", "call_id": "call_1", "output": '{"ok":true}'},
@@ -74,12 +81,17 @@ def test_parse_server_events() -> None:
         b'{"type":"error","event_id":"e","error":{"type":"invalid_request_error",'
         b'"code":"unknown_parameter","message":"Unknown parameter","client_event_id":"x"}}'
     ) == gl.ErrorEvent("invalid_request_error", "unknown_parameter", "Unknown parameter", "x")
+    assert p(
+        b'{"type":"session.closed","event_id":"e","reason":"close_requested",'
+        b'"session":{"id":"s"},"usage":{"seconds":12.5}}'
+    ) == gl.SessionClosed("close_requested", 12.5)
 
 
 def test_function_call_inside_response_event() -> None:
     msg = {
         "type": "response.event",
         "event_id": "e",
+        "delegation_id": "del_7",
         "event": {
             "type": "response.output_item.done",
             "item": {
@@ -91,7 +103,7 @@ def test_function_call_inside_response_event() -> None:
         },
     }
     assert gl.parse_server_event(json.dumps(msg)) == gl.FunctionCall(
-        "call_1", "send_dtmf", '{"digits":"1"}'
+        "call_1", "send_dtmf", '{"digits":"1"}', "del_7"
     )
     other = {"type": "response.event", "event": {"type": "response.created"}}
     assert gl.parse_server_event(json.dumps(other)) == gl.ResponseEvent(
