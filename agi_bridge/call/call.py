@@ -623,6 +623,13 @@ class Call:
             self._on_error(ev)
         elif isinstance(ev, rt.SessionUpdated):
             self._log.debug("session updated")
+        elif isinstance(ev, rt.InputTimeout):
+            # the service commits the silence and answers it itself (a prompt to the
+            # caller): recorded here; silent_caller.on_input_timeout says what comes next
+            self._log.info("caller silent for %d ms", ev.audio_end_ms - ev.audio_start_ms)
+            self._emit(
+                "input_timeout", item_id=ev.item_id, silent_ms=ev.audio_end_ms - ev.audio_start_ms
+            )
         elif isinstance(ev, rt.UnknownEvent):
             self._log.debug("ignoring Realtime event %s", ev.type)
 
