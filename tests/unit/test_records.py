@@ -314,8 +314,9 @@ def test_partial_log_gives_a_summary_and_a_transcript(tmp_path: Path) -> None:
         {"t": 3.0, "event": "speech_stopped", "item_id": "i1"},
         {"t": 3.5, "event": "caller_transcript", "text": "order status"},
         {"t": 3.55, "event": "turn_latency", "ms": 550.0},
+        {"t": 9.6, "event": "input_timeout", "item_id": "i2", "silent_ms": 6000},
     ]
-    path = write_call(tmp_path, when, str(START["call_id"]), events, torn='{"t": 4.0, "ev')
+    path = write_call(tmp_path, when, str(START["call_id"]), events, torn='{"t": 10.0, "ev')
     assert path.relative_to(tmp_path).parts[:3] == ("2026", "11", "22")
     assert path.name.startswith("143205_")
     assert len(read_events(path / EVENTS_FILE)) == len(events)  # the torn line is skipped
@@ -329,6 +330,7 @@ def test_partial_log_gives_a_summary_and_a_transcript(tmp_path: Path) -> None:
     assert "agent : Hello, thanks for calling." in text
     assert "caller: order status" in text
     assert "550 ms" in text and "did not finish" in text
+    assert "caller  ... silent for 6.0 s" in text
     assert replay(read_events(path / EVENTS_FILE), DEFAULT_PRICES).summary()["responses"] == 1
 
 
