@@ -25,7 +25,7 @@ from agi_bridge.asterisk.ami import AmiClient
 from agi_bridge.call import build_session
 from agi_bridge.config import Config
 from agi_bridge.errors import BridgeError
-from agi_bridge.models import realtime_model, retirement_warnings
+from agi_bridge.models import realtime_model
 from agi_bridge.protocol import realtime as rt
 from agi_bridge.realtime import connector
 from agi_bridge.tools import ToolSet
@@ -37,7 +37,7 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def check_config(config: Config, out: Print = print, today: dt.date | None = None) -> None:
+def check_config(config: Config, out: Print = print) -> None:
     """Checks that need no network (ConfigError when the file is not usable).
 
     Warnings (a voice that is not built in, a model with an announced shutdown date) are
@@ -49,8 +49,6 @@ def check_config(config: Config, out: Print = print, today: dt.date | None = Non
         f"{_plural(len(config.routes), 'route')}, {_plural(len(config.tools), 'webhook tool')}"
     )
     for line in config.warnings:
-        out(f"WARN {line}")
-    for line in retirement_warnings(config, today or dt.date.today()):
         out(f"WARN {line}")
 
 

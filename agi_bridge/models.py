@@ -19,6 +19,7 @@ Sources (read in the stored references, not from memory):
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -78,8 +79,11 @@ def realtime_model(cfg: Config, agent: Agent) -> str:
     return agent.model or cfg.realtime.model
 
 
-def retirement_warnings(cfg: Config, today: dt.date) -> list[str]:
-    """One line per configured model with a known shutdown date (past or future)."""
+def retirement_warnings(
+    cfg: Config, today: dt.date, locate: Callable[[str], str] = lambda key: key
+) -> list[str]:
+    """One line per configured model with a known shutdown date (past or future);
+    ``locate`` turns a key path into what the line starts with (``file:line key``)."""
     uses: list[tuple[str, str]] = [("realtime.model", cfg.realtime.model)]
     for name, agent in cfg.agents.items():
         if agent.model:
@@ -92,8 +96,10 @@ def retirement_warnings(cfg: Config, today: dt.date) -> list[str]:
         if r is None:
             continue
         when = "shut down on" if r.shutdown <= today else "shuts down on"
-        lines.append(
-            f"{key}: {model} {when} {r.shutdown.isoformat()}; successor {r.successor} "
+        line = (
+            f"{locate(key)}: {model} {when} {r.shutdown.isoformat()}; successor {r.successor} "
             f"(source: {r.source})"
         )
+        if line not in lines:  # agents inheriting one `defaults:` key: said once
+            lines.append(line)
     return lines

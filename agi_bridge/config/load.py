@@ -9,6 +9,7 @@ numbers come from the composed node tree.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import ipaddress
 import os
 import re
@@ -31,6 +32,7 @@ from agi_bridge.config.schema import (
     _Raw,
 )
 from agi_bridge.errors import ConfigError
+from agi_bridge.models import retirement_warnings
 from agi_bridge.protocol.realtime import (
     EAGERNESS,
     NOISE_REDUCTION,
@@ -476,7 +478,19 @@ def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | Non
             line=_line(loader.nodes["default_agent"]) if "default_agent" in loader.nodes else None,
         )
     _validate(cfg, loader)
-    return cfg
+    # models with an announced shutdown date: loads, with a warning naming where
+    retiring = retirement_warnings(cfg, dt.date.today(), lambda key: _where(loader, key))
+    return dataclasses.replace(cfg, warnings=(*cfg.warnings, *retiring))
+
+
+def _where(loader: _Loader, path: str) -> str:
+    """``file:line key`` for a key path; an agent key inherited from ``defaults:`` is
+    named where defaults sets it."""
+    node = loader.nodes.get(path)
+    if node is None:
+        return path  # not in the file: a built-in default
+    origin = loader.inherited.get(id(node))
+    return f"{loader.file}:{_line(node)} {origin or path}"
 
 
 def load(path: str | os.PathLike[str] | None) -> Config:
