@@ -37,7 +37,7 @@ async def test_refused_start_and_refused_handshake() -> None:
     async with LiveSimulator(Scenario(api_key="sk-right")) as sim:
         with pytest.raises(RealtimeError, match="HTTP 401"):
             await open_live(sim.url, "sk-wrong", START, timeout=5)
-        with pytest.raises(RealtimeError, match="refused session.start: invalid_value"):
+        with pytest.raises(RealtimeError, match=r"refused session\.start: invalid_value"):
             await open_live(sim.url, "sk-right", gl.LiveSessionConfig(voice="Not A Voice"))
         with pytest.raises(RealtimeError, match="cannot connect"):
             await open_live(sim.url + "?model=gpt-live-1", "sk-right", START, timeout=5)
