@@ -25,7 +25,6 @@ from agi_bridge.asterisk.ami import AmiClient
 from agi_bridge.call import build_session
 from agi_bridge.config import Config
 from agi_bridge.errors import BridgeError
-from agi_bridge.models import realtime_model
 from agi_bridge.protocol import realtime as rt
 from agi_bridge.realtime import connector
 from agi_bridge.tools import ToolSet
@@ -103,7 +102,7 @@ async def _check_realtime(config: Config, name: str, out: Print) -> bool:
         )
         out(f"SKIP realtime: {why}: calls go to the bundled simulator (a local test double)")
         return True
-    model = realtime_model(config, agent)
+    model = config.model_for(agent)
     session = build_session(config, agent, ToolSet.for_agent(config, name), dt.date.today())
     timeout = config.realtime.connect_timeout_s
     try:

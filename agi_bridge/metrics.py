@@ -19,12 +19,11 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from agi_bridge.config import Config
-from agi_bridge.models import realtime_model
 from agi_bridge.records import TOKEN_KINDS, cost_usd, price_for, token_kinds
 from agi_bridge.records.ledger import transcription_kinds
 
 if TYPE_CHECKING:
-    from agi_bridge.call import Call
+    from agi_bridge.call.events import CallView
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ class Metrics:
         self._simulator = config.uses_simulator()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.live: dict[int, Call] = {}
+        self.live: dict[int, CallView] = {}
         self.finished: dict[str, int] = {}
         self.realtime_reconnects = 0
         self._ami: Any = None
@@ -153,7 +152,7 @@ class Metrics:
 
     # ---------------------------------------------------------------- observer
 
-    def __call__(self, call: Call, kind: str, data: dict[str, Any]) -> None:
+    def __call__(self, call: CallView, kind: str, data: dict[str, Any]) -> None:
         if kind == "start":
             self.live[id(call)] = call
         elif kind == "end":
@@ -180,13 +179,14 @@ class Metrics:
         elif kind == "response_done":
             usage = data.get("usage")
             if isinstance(usage, Mapping):
-                model = realtime_model(self.config, call.agent)
-                self._add_usage(model, token_kinds(usage), 0.0)
-        elif kind == "caller_transcript":
+                self._add_usage(call.model, token_kinds(usage), 0.0)
+        elif kind == "transcription_usage":
+            # billed at the transcription model's own price, not the realtime model's
             usage = data.get("usage")
-            if isinstance(usage, Mapping) and call.agent.transcription_model:
+            asr = self.config.agent(call.agent_name)[1].transcription_model
+            if isinstance(usage, Mapping) and asr:
                 tokens, seconds = transcription_kinds(usage)
-                self._add_usage(call.agent.transcription_model, tokens, seconds)
+                self._add_usage(asr, tokens, seconds)
 
     def _add_usage(self, model: str, tokens: Mapping[str, int], seconds: float) -> None:
         for kind in TOKEN_KINDS:

@@ -1,5 +1,5 @@
-"""Model names in one place: which model a call uses, the session defaults, and the
-models OpenAI has announced it will shut down.
+"""Model names in one place: the session defaults and the models OpenAI has announced it
+will shut down. (Which model a call uses: ``Config.model_for``.)
 
 Sources (read in the stored references, not from memory):
 
@@ -19,12 +19,7 @@ Sources (read in the stored references, not from memory):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from agi_bridge.config.schema import Agent, Config
 
 DEFAULT_REALTIME_MODEL = "gpt-realtime"
 # The successor for live (streaming) transcription of the retiring gpt-4o-*-transcribe
@@ -72,34 +67,3 @@ RETIREMENTS: dict[str, Retirement] = {
         ),
     )
 }
-
-
-def realtime_model(cfg: Config, agent: Agent) -> str:
-    """The model a call of this agent asks for: the agent's own, else ``realtime.model``."""
-    return agent.model or cfg.realtime.model
-
-
-def retirement_warnings(
-    cfg: Config, today: dt.date, locate: Callable[[str], str] = lambda key: key
-) -> list[str]:
-    """One line per configured model with a known shutdown date (past or future);
-    ``locate`` turns a key path into what the line starts with (``file:line key``)."""
-    uses: list[tuple[str, str]] = [("realtime.model", cfg.realtime.model)]
-    for name, agent in cfg.agents.items():
-        if agent.model:
-            uses.append((f"agents.{name}.model", agent.model))
-        if agent.transcription_model:
-            uses.append((f"agents.{name}.transcription_model", agent.transcription_model))
-    lines = []
-    for key, model in uses:
-        r = RETIREMENTS.get(model)
-        if r is None:
-            continue
-        when = "shut down on" if r.shutdown <= today else "shuts down on"
-        line = (
-            f"{locate(key)}: {model} {when} {r.shutdown.isoformat()}; successor {r.successor} "
-            f"(source: {r.source})"
-        )
-        if line not in lines:  # agents inheriting one `defaults:` key: said once
-            lines.append(line)
-    return lines

@@ -1,7 +1,8 @@
 """What to do when the caller stays silent: a pure decision for the conversation core.
 
 With server VAD's ``idle_timeout_ms`` set, the Realtime service sends
-``input_audio_buffer.timeout_triggered`` (``rt.InputTimeout``) when nobody spoke for that
+``input_audio_buffer.timeout_triggered`` (``rt.InputTimeout``, the neutral
+``providers.base.CallerIdle``, the call event ``caller_idle``) when nobody spoke for that
 long after the agent's last answer was played, commits the silent audio as an input item
 and, per openai-python ``types/realtime/input_audio_buffer_timeout_triggered.py``,
 *generates a response itself* (the model "may respond with ... a prompt to continue
@@ -44,7 +45,7 @@ class SilenceAction:
     instructions: str = ""
 
 
-def on_input_timeout(policy: SilencePolicy, timeouts_in_a_row: int) -> SilenceAction:
+def on_caller_idle(policy: SilencePolicy, timeouts_in_a_row: int) -> SilenceAction:
     """``timeouts_in_a_row`` counts this timeout (1 for the first since the caller spoke)."""
     if timeouts_in_a_row > policy.max_prompts:
         return SilenceAction("end_call", policy.goodbye_instructions)

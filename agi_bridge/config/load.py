@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from agi_bridge.config.retirements import locator, retirement_warnings
 from agi_bridge.config.schema import (
     BUILTIN_TOOLS,
     DEFAULT_PRICES,
@@ -32,7 +33,6 @@ from agi_bridge.config.schema import (
     _Raw,
 )
 from agi_bridge.errors import ConfigError
-from agi_bridge.models import retirement_warnings
 from agi_bridge.protocol.realtime import (
     EAGERNESS,
     NOISE_REDUCTION,
@@ -479,18 +479,9 @@ def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | Non
         )
     _validate(cfg, loader)
     # models with an announced shutdown date: loads, with a warning naming where
-    retiring = retirement_warnings(cfg, dt.date.today(), lambda key: _where(loader, key))
+    where = locator(loader.file, loader.nodes, loader.inherited)
+    retiring = retirement_warnings(cfg, dt.date.today(), where)
     return dataclasses.replace(cfg, warnings=(*cfg.warnings, *retiring))
-
-
-def _where(loader: _Loader, path: str) -> str:
-    """``file:line key`` for a key path; an agent key inherited from ``defaults:`` is
-    named where defaults sets it."""
-    node = loader.nodes.get(path)
-    if node is None:
-        return path  # not in the file: a built-in default
-    origin = loader.inherited.get(id(node))
-    return f"{loader.file}:{_line(node)} {origin or path}"
 
 
 def load(path: str | os.PathLike[str] | None) -> Config:

@@ -40,6 +40,10 @@ class Listen:
     audiosocket: str = "127.0.0.1:9092"
     fastagi: str = "127.0.0.1:4573"
     http: str = "127.0.0.1:8088"  # /metrics and /healthz; "" = off
+    # An AudioSocket UUID that no FastAGI request registered: "refuse" (hangup frame, the
+    # dialplan falls back; nobody who merely reaches the port gets a model session) or
+    # "default_agent" (trust the port: the demo's virtual caller, tests, a firewalled lab).
+    audiosocket_unregistered: Literal["refuse", "default_agent"] = "refuse"
 
 
 @dataclass(frozen=True)
@@ -377,6 +381,10 @@ class Config:
         if agi_arg and agi_arg in self.agents:
             return agi_arg, "AGI argument"
         return self.default_agent, "default_agent"
+
+    def model_for(self, agent: Agent) -> str:
+        """The model an agent's calls use: its own, else ``realtime.model`` (one source)."""
+        return agent.model or self.realtime.model
 
     def uses_simulator(self) -> bool:
         """True when calls go to the bundled simulator: asked for, or OpenAI without a key."""

@@ -13,17 +13,17 @@ def _value(metrics: Metrics, name: str, **labels: str) -> float:
     return value if value is not None else 0.0
 
 
-def _call(transcription_model: str) -> SimpleNamespace:
-    agent = SimpleNamespace(model="", transcription_model=transcription_model)
-    return SimpleNamespace(agent=agent, stats=SimpleNamespace())
+def _call(model: str = "gpt-realtime") -> SimpleNamespace:
+    """What the metrics observer reads of a call (a CallView): its agent's name, model."""
+    return SimpleNamespace(agent_name="default", model=model, stats=SimpleNamespace())
 
 
 def test_transcription_seconds_and_cost_by_transcription_model() -> None:
     cfg = load_text("realtime: {provider: url, url: 'ws://127.0.0.1:1'}\n", "m.yaml")
     metrics = Metrics(cfg)
-    call = _call("gpt-live-transcribe")
+    call = _call()
     usage = {"kind": "duration", "seconds": 60.0}
-    metrics(call, "caller_transcript", {"text": "hi", "usage": usage})  # type: ignore[arg-type]
+    metrics(call, "transcription_usage", {"item_id": "i", "usage": usage})  # type: ignore[arg-type]
     labels = {"model": "gpt-live-transcribe"}
     assert _value(metrics, "agi_bridge_transcription_audio_seconds_total", **labels) == 60.0
     assert _value(metrics, "agi_bridge_estimated_cost_usd_total", **labels) == 0.017
@@ -31,9 +31,9 @@ def test_transcription_seconds_and_cost_by_transcription_model() -> None:
 
 def test_simulator_calls_count_usage_but_no_cost() -> None:
     metrics = Metrics(load_text("realtime: {provider: simulator}\n", "m.yaml"))
-    call = _call("gpt-live-transcribe")
+    call = _call()
     usage = {"kind": "duration", "seconds": 60.0}
-    metrics(call, "caller_transcript", {"usage": usage})  # type: ignore[arg-type]
+    metrics(call, "transcription_usage", {"item_id": "i", "usage": usage})  # type: ignore[arg-type]
     done = {"usage": {"input_token_details": {"audio_tokens": 50}}}
     metrics(call, "response_done", done)  # type: ignore[arg-type]
     assert _value(metrics, "agi_bridge_tokens_total", model="gpt-realtime", kind="audio_in") == 50

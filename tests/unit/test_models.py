@@ -6,12 +6,8 @@ import datetime as dt
 
 from agi_bridge.check import check_config
 from agi_bridge.config import Config, load_text
-from agi_bridge.models import (
-    DEFAULT_TRANSCRIPTION_MODEL,
-    RETIREMENTS,
-    realtime_model,
-    retirement_warnings,
-)
+from agi_bridge.config.retirements import retirement_warnings
+from agi_bridge.models import DEFAULT_TRANSCRIPTION_MODEL, RETIREMENTS
 
 TEXT = """\
 realtime:
@@ -36,8 +32,8 @@ def test_default_transcription_model_has_no_shutdown_date() -> None:
 
 def test_realtime_model_resolution() -> None:
     cfg = load_text(TEXT, "x.yaml")
-    assert realtime_model(cfg, cfg.agents["a"]) == "gpt-realtime"
-    assert realtime_model(cfg, cfg.agents["b"]) == "gpt-realtime-mini"
+    assert cfg.model_for(cfg.agents["a"]) == "gpt-realtime"
+    assert cfg.model_for(cfg.agents["b"]) == "gpt-realtime-mini"
 
 
 def test_check_warns_with_line_date_and_successor_and_does_not_fail() -> None:

@@ -314,7 +314,7 @@ def test_partial_log_gives_a_summary_and_a_transcript(tmp_path: Path) -> None:
         {"t": 3.0, "event": "speech_stopped", "item_id": "i1"},
         {"t": 3.5, "event": "caller_transcript", "text": "order status"},
         {"t": 3.55, "event": "turn_latency", "ms": 550.0},
-        {"t": 9.6, "event": "input_timeout", "item_id": "i2", "silent_ms": 6000},
+        {"t": 9.6, "event": "caller_idle"},
     ]
     path = write_call(tmp_path, when, str(START["call_id"]), events, torn='{"t": 10.0, "ev')
     assert path.relative_to(tmp_path).parts[:3] == ("2026", "11", "22")
@@ -330,7 +330,7 @@ def test_partial_log_gives_a_summary_and_a_transcript(tmp_path: Path) -> None:
     assert "agent : Hello, thanks for calling." in text
     assert "caller: order status" in text
     assert "550 ms" in text and "did not finish" in text
-    assert "caller  ... silent for 6.0 s" in text
+    assert "caller  ... silent for the idle timeout" in text
     assert replay(read_events(path / EVENTS_FILE), DEFAULT_PRICES).summary()["responses"] == 1
 
 
@@ -429,8 +429,8 @@ def _ledger(start: dict[str, object]) -> Ledger:
 def test_transcription_usage_is_priced_on_its_own_entry() -> None:
     ledger = _ledger({"model": "gpt-realtime", "transcription_model": "asr-tokens"})
     usage = {"kind": "tokens", "audio_tokens": 1_000_000, "text_tokens": 0, "output_tokens": 0}
-    ledger.add("caller_transcript", {"text": "hi", "usage": usage}, 1.0)
-    ledger.add("caller_transcript", {"text": "no usage", "usage": None}, 2.0)
+    ledger.add("transcription_usage", {"item_id": "i1", "usage": usage}, 1.0)
+    ledger.add("caller_transcript", {"item_id": "i1", "text": "hi"}, 2.0)
     parts, notes = ledger.costs()
     assert parts == {"realtime": 0.0, "transcription": 3.0, "session": None}
     assert notes == [] and ledger.cost_usd == 3.0
@@ -441,14 +441,14 @@ def test_transcription_usage_is_priced_on_its_own_entry() -> None:
         "seconds": 0.0,
     }
     minutes = _ledger({"model": "gpt-realtime", "transcription_model": "asr-minutes"})
-    minutes.add("caller_transcript", {"usage": {"kind": "duration", "seconds": 120.0}}, 1.0)
+    minutes.add("transcription_usage", {"usage": {"kind": "duration", "seconds": 120.0}}, 1.0)
     assert minutes.costs()[0]["transcription"] == 0.012
 
 
 def test_unknown_model_has_no_cost_and_says_so() -> None:
     ledger = _ledger({"model": "gpt-realtime-3-mini", "transcription_model": "mystery-asr"})
     ledger.add("response_done", {"usage": {"input_token_details": {"audio_tokens": 100}}}, 1.0)
-    ledger.add("caller_transcript", {"usage": {"kind": "duration", "seconds": 3.0}}, 1.0)
+    ledger.add("transcription_usage", {"usage": {"kind": "duration", "seconds": 3.0}}, 1.0)
     summary = ledger.summary()
     assert summary["cost_usd"] is None and summary["price"] is None
     assert summary["cost_notes"] == [
