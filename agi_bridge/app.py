@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from types import TracebackType
 from typing import Any
 
@@ -45,13 +44,7 @@ def ami_client(cfg: Config) -> AmiClient:
 
 def uses_simulator(cfg: Config) -> bool:
     """True when calls go to the bundled simulator: asked for, or OpenAI without a key."""
-    if cfg.realtime.provider == "simulator":
-        return True
-    return (
-        cfg.realtime.provider == "openai"
-        and cfg.realtime.simulator_without_key
-        and not os.environ.get(cfg.realtime.api_key_env)
-    )
+    return cfg.uses_simulator()
 
 
 class Bridge:

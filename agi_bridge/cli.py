@@ -60,7 +60,10 @@ def setup_logging(level: str, fmt: str, handler: logging.Handler | None = None) 
 
 
 def _load(path: str | None) -> Config:
-    return load(path)
+    cfg = load(path)
+    for line in cfg.warnings:  # `check` prints them itself (its log level hides these)
+        log.warning("config: %s", line)
+    return cfg
 
 
 async def _serve(cfg: Config) -> None:

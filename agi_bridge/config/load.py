@@ -9,6 +9,7 @@ numbers come from the composed node tree.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import ipaddress
 import os
 import re
@@ -21,6 +22,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from agi_bridge.config.retirements import locator, retirement_warnings
 from agi_bridge.config.schema import (
     BUILTIN_TOOLS,
     DEFAULT_PRICES,
@@ -31,11 +33,18 @@ from agi_bridge.config.schema import (
     _Raw,
 )
 from agi_bridge.errors import ConfigError
-from agi_bridge.protocol.realtime import EAGERNESS, NOISE_REDUCTION, VOICES
+from agi_bridge.protocol.realtime import (
+    EAGERNESS,
+    NOISE_REDUCTION,
+    REASONING_EFFORTS,
+    TRUNCATIONS,
+    VOICE_NAME_RE,
+    VOICES,
+)
 
 # ----------------------------------------------------------------------------- loading
 
-_NOT_KEYS = {"source"}
+_NOT_KEYS = {"source", "warnings"}
 
 
 def _line(node: yaml.Node) -> int:
@@ -51,6 +60,12 @@ class _Loader:
         self.key_nodes: dict[str, yaml.Node] = {}
         # Value nodes an agent inherited from `defaults:` -> their path there.
         self.inherited: dict[int, str] = {}
+        # "file:line key: why" for values that load but deserve a look (ordered, unique)
+        self.warnings: dict[str, None] = {}
+
+    def warn(self, node: yaml.Node | None, key: str, message: str) -> None:
+        line = f":{_line(node)}" if node is not None and self.lines else ""
+        self.warnings[f"{self.file}{line} {key}: {message}"] = None
 
     def error(self, node: yaml.Node | None, key: str, message: str) -> ConfigError:
         line = _line(node) if node is not None and self.lines else None
@@ -143,9 +158,21 @@ class _Loader:
     def check(self, node: yaml.Node, path: str, name: str, value: Any) -> None:
         """Value rules that a type cannot express."""
         if name == "voice" and value not in VOICES:
-            raise self.error(
-                node, path, f"unknown voice {value!r}, expected one of {', '.join(VOICES)}"
-            )
+            # New voices appear over time and custom voices exist (openai-python
+            # realtime_audio_config_output_param.py: Voice = str | Literal[...] | {id}):
+            # a plausible name loads with a warning, anything else is a typo.
+            if not VOICE_NAME_RE.fullmatch(value):
+                raise self.error(
+                    node, path, f"not a voice name {value!r} (built-in: {', '.join(VOICES)})"
+                )
+            if id(node) not in self.inherited:  # said once, as defaults.voice
+                self.warn(node, path, f"voice {value!r} is not one of {', '.join(VOICES)}")
+        if name == "reasoning_effort" and value and value not in REASONING_EFFORTS:
+            raise self.error(node, path, f"expected one of {', '.join(REASONING_EFFORTS)} or ''")
+        if name == "truncation" and value and value not in TRUNCATIONS:
+            raise self.error(node, path, f"expected one of {', '.join(TRUNCATIONS)} or ''")
+        if name == "truncation_retention_ratio" and value is not None and not 0 <= value <= 1:
+            raise self.error(node, path, f"expected a fraction 0..1, got {value}")
         if name == "eagerness" and value not in EAGERNESS:
             raise self.error(node, path, f"expected one of {', '.join(EAGERNESS)}")
         if name == "noise_reduction" and value and value not in NOISE_REDUCTION:
@@ -382,6 +409,13 @@ def _validate(cfg: Config, loader: _Loader) -> None:
                 raise fail(f"{where}.headers_env.{header}", "expected an environment variable")
 
     _validate_ari(cfg, fail)
+    for name, price in cfg.prices.items():
+        mapped = cfg.prices.get(price.same_as) if price.same_as else None
+        if price.same_as and (mapped is None or mapped.same_as):
+            raise fail(
+                f"prices.{name}.same_as",
+                f"no price entry {price.same_as!r} with prices of its own",
+            )
 
     known_tools = (*BUILTIN_TOOLS, *cfg.tools)
     for name, agent in cfg.agents.items():
@@ -392,6 +426,11 @@ def _validate(cfg: Config, loader: _Loader) -> None:
                     f"{where}.tools[{i}]",
                     f"unknown tool {tool_name!r}, expected {', '.join(known_tools)}",
                 )
+        if agent.truncation and agent.truncation_retention_ratio is not None:
+            raise fail(
+                f"{where}.truncation_retention_ratio",
+                "set truncation or truncation_retention_ratio, not both",
+            )
         if "transfer" in agent.tools and not agent.transfer_targets:
             raise fail(f"{where}.tools", "transfer needs transfer_targets for this agent")
         if "switch_agent" in agent.tools and not agent.handoff_agents:
@@ -460,7 +499,7 @@ def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | Non
         cfg = _apply_env(cfg, env)
     # `prices:` in the file adds to (or overrides) the published defaults
     prices = types.MappingProxyType({**DEFAULT_PRICES, **cfg.prices})
-    cfg = dataclasses.replace(cfg, source=file, prices=prices)
+    cfg = dataclasses.replace(cfg, source=file, prices=prices, warnings=tuple(loader.warnings))
     if cfg.default_agent not in cfg.agents:
         raise ConfigError(
             f"no agent named {cfg.default_agent!r} (agents: {', '.join(cfg.agents) or 'none'})",
@@ -469,7 +508,10 @@ def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | Non
             line=_line(loader.nodes["default_agent"]) if "default_agent" in loader.nodes else None,
         )
     _validate(cfg, loader)
-    return cfg
+    # models with an announced shutdown date: loads, with a warning naming where
+    where = locator(loader.file, loader.nodes, loader.inherited)
+    retiring = retirement_warnings(cfg, dt.date.today(), where)
+    return dataclasses.replace(cfg, warnings=(*cfg.warnings, *retiring))
 
 
 def load(path: str | os.PathLike[str] | None) -> Config:

@@ -18,8 +18,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from agi_bridge.simulator.item_events import Limits
 from agi_bridge.simulator.scenario import Scenario, demo_scenario
-from agi_bridge.simulator.session import Limits, SimSession
+from agi_bridge.simulator.session import SimSession
 
 log = logging.getLogger("agi_bridge.simulator")
 

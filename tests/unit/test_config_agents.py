@@ -153,13 +153,15 @@ def test_bad_type_in_a_transfer_target() -> None:
     )
 
 
-def test_bad_voice_in_defaults_names_defaults() -> None:
-    exc = error("defaults:\n  voice: bob\nagents:\n  default: {}\n")
-    assert str(exc).startswith("bridge.yaml:2 defaults.voice: unknown voice 'bob'")
+def test_unknown_voice_in_defaults_warns_once_naming_defaults() -> None:
+    cfg = load_text("defaults:\n  voice: bob\nagents:\n  default: {}\n  b: {}\n", FILE)
+    assert len(cfg.warnings) == 1
+    assert cfg.warnings[0].startswith("bridge.yaml:2 defaults.voice: voice 'bob' is not one of")
+    assert cfg.agents["b"].voice == "bob"
 
 
 def test_bad_voice_in_an_agent_keeps_its_line_despite_defaults() -> None:
-    exc = error("defaults:\n  voice: ash\nagents:\n  default:\n    greeting: ''\n    voice: bob\n")
+    exc = error("defaults:\n  voice: ash\nagents:\n  default:\n    greeting: ''\n    voice: B!\n")
     assert (exc.line, exc.key) == (6, "agents.default.voice")
 
 

@@ -24,7 +24,13 @@ SANS_IO = [
 # top-level modules whose presence means I/O or an event loop
 FORBIDDEN = {"asyncio", "socket", "websockets", "selectors", "trio", "anyio"}
 # what a sans-I/O module may import from the package itself
-ALLOWED_INTERNAL = ("agi_bridge.errors", "agi_bridge.audio", "agi_bridge.protocol")
+# (agi_bridge.models: model names and dated tables, pure data)
+ALLOWED_INTERNAL = (
+    "agi_bridge.errors",
+    "agi_bridge.audio",
+    "agi_bridge.protocol",
+    "agi_bridge.models",
+)
 
 
 def imported_modules(source: str, module: str) -> set[str]:
@@ -133,11 +139,22 @@ def test_checker_allows_pure_imports(source: str) -> None:
 # Lowest first. A module may import modules of its own layer and of the layers below,
 # never above (ARCHITECTURE: cli -> app -> {transports, observers} -> call -> floor).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("floor", ("errors", "samples", "audio", "playout", "protocol")),
+    ("floor", ("errors", "samples", "audio", "playout", "protocol", "models")),
     ("config", ("config",)),
     ("seams", ("call.ports", "call.stats", "call.events", "providers.base")),
-    ("conversation", ("tools", "webhook", "call.session", "call.conversation")),
-    ("call", ("call", "providers", "realtime", "asterisk", "simulator", "virtual_caller")),
+    ("conversation", ("tools", "webhook", "call.session", "call.conversation", "silent_caller")),
+    (
+        "call",
+        (
+            "call",
+            "providers",
+            "realtime",
+            "live_connection",
+            "asterisk",
+            "simulator",
+            "virtual_caller",
+        ),
+    ),
     ("edges", ("transports", "records", "metrics", "monitoring", "admin")),
     ("app", ("app",)),
     ("commands", ("check", "outbound", "cli", "__main__")),
