@@ -33,8 +33,10 @@ lint: install
 	$(BIN)/ruff format --check agi_bridge tests bench
 	$(BIN)/mypy --strict agi_bridge
 
+# Without OPENAI_API_KEY, `make run` asks for the bundled simulator explicitly (serve
+# alone refuses to start without a key: realtime.simulator_without_key is false).
 run: install
-	$(BIN)/agi-bridge serve -c $(CONFIG)
+	AGI_BRIDGE_REALTIME_SIMULATOR_WITHOUT_KEY=true $(BIN)/agi-bridge serve -c $(CONFIG)
 
 demo: install
 	$(BIN)/agi-bridge demo -c $(CONFIG)

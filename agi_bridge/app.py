@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -19,6 +20,7 @@ from agi_bridge.asterisk.ami import AmiClient
 from agi_bridge.asterisk.audiosocket import AudioSocketServer
 from agi_bridge.call import Call, CallAmi, Observer
 from agi_bridge.config import Config, split_hostport
+from agi_bridge.errors import ConfigError
 from agi_bridge.monitoring import Monitoring
 from agi_bridge.protocol.agi import AgiRequest
 from agi_bridge.realtime import Connector, connector
@@ -45,6 +47,26 @@ def uses_simulator(cfg: Config) -> bool:
         cfg.realtime.provider == "openai"
         and cfg.realtime.simulator_without_key
         and not os.environ.get(cfg.realtime.api_key_env)
+    )
+
+
+def check_realtime_key(cfg: Config, env: Mapping[str, str] | None = None) -> None:
+    """Refuse to run without a Realtime key unless the simulator was asked for (ConfigError).
+
+    Without this, every call would fail at Realtime (openai/azure reject an empty key).
+    """
+    env = os.environ if env is None else env
+    rt = cfg.realtime
+    if rt.provider not in ("openai", "azure") or env.get(rt.api_key_env):
+        return
+    if rt.provider == "openai" and rt.simulator_without_key:
+        return
+    raise ConfigError(
+        f"no Realtime key: {rt.api_key_env} is not set; set it, or ask for the bundled "
+        "simulator explicitly (realtime.provider: simulator, or "
+        "realtime.simulator_without_key: true)",
+        file=cfg.source,
+        key="realtime.simulator_without_key",
     )
 
 
@@ -95,6 +117,7 @@ class Bridge:
 
     async def start(self) -> None:
         if self._connect is None:
+            check_realtime_key(self.config)
             if uses_simulator(self.config):
                 from agi_bridge.simulator import Simulator, demo_scenario
 

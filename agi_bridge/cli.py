@@ -125,6 +125,8 @@ async def _demo(cfg: Config, say: str, wav_out: str) -> int:
             cfg.listen, audiosocket="127.0.0.1:0", fastagi="127.0.0.1:0", http=""
         ),
         ami=dataclasses.replace(cfg.ami, enabled=False),
+        # the demo is offline by design: it asks for the simulator when no key is set
+        realtime=dataclasses.replace(cfg.realtime, simulator_without_key=True),
     )
 
     def show(call: Call, kind: str, data: dict[str, Any]) -> None:

@@ -60,8 +60,9 @@ class Realtime:
     model: str = "gpt-realtime"
     api_key_env: str = "OPENAI_API_KEY"
     # With provider openai and no key in api_key_env, run against the bundled simulator
-    # (the offline demo) instead of failing every call.
-    simulator_without_key: bool = True
+    # (the offline demo). Off by default: a production bridge whose key went missing must
+    # not answer real callers with the test double; `serve` refuses to start instead.
+    simulator_without_key: bool = False
     connect_timeout_s: float = 10.0
     # A session ends after 60 minutes (session_expired) or when the connection drops; the
     # call then goes on with a new session that gets the transcript so far, this many
