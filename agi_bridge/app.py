@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from agi_bridge.admin import add_admin_routes
+from agi_bridge.asterisk.admission import Admission
 from agi_bridge.asterisk.agi import FastAgiServer, PendingCalls, requested_agent
 from agi_bridge.asterisk.ami import AmiClient
 from agi_bridge.asterisk.audiosocket import AudioSocketServer
@@ -89,14 +90,45 @@ class Bridge:
         self._observers = observers
         self._scenario = simulator_scenario
         self.simulator: Any = None  # agi_bridge.simulator.Simulator when embedded
-        self.pending = PendingCalls(ttl=config.limits.registration_ttl_s)
+        limits = config.limits
+        self.pending = PendingCalls(
+            ttl=limits.registration_ttl_s,
+            max_pending=limits.max_pending_registrations,
+            max_per_source=limits.max_pending_per_source,
+        )
         self.calls: dict[int, Call] = {}
         self.finished_calls = 0
         host, port = split_hostport(config.listen.fastagi)
-        self.fastagi = FastAgiServer(self.pending, host, port, accept=self._accept)
+        self.fastagi = FastAgiServer(
+            self.pending,
+            host,
+            port,
+            accept=self._accept,
+            header_timeout=limits.header_timeout_s,
+            admission=Admission(
+                "FastAGI",
+                config.asterisk.addresses,
+                max_connections=limits.max_fastagi_connections,
+                max_per_source=limits.max_connections_per_source,
+            ),
+            secret=config.agi_secret(),
+        )
         host, port = split_hostport(config.listen.audiosocket)
         self.audiosocket = AudioSocketServer(
-            self._run_call, host, port, max_calls=config.limits.max_calls
+            self._run_call,
+            host,
+            port,
+            max_calls=limits.max_calls,
+            admission=Admission(
+                "AudioSocket",
+                config.asterisk.addresses,
+                # Asterisk is one source for all its calls: room for max_calls live calls
+                # plus this many sockets still before their UUID (those never hold a call
+                # slot, are closed after header_timeout_s and evicted oldest first)
+                max_connections=limits.max_calls + limits.max_connections_per_source,
+                max_per_source=limits.max_calls + limits.max_connections_per_source,
+            ),
+            uuid_timeout=limits.header_timeout_s,
         )
         # records, metrics, /metrics + /healthz, webhook (see monitoring.py)
         self.monitoring = Monitoring(config)

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from agi_bridge.asterisk.admission import LOOPBACK, Admission, Throttle, Ticket
 from agi_bridge.errors import AgiError
 from agi_bridge.protocol import agi as proto
 
@@ -40,6 +42,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SCRIPT = "agent"
+# agi://HOST:PORT/agent?secret=VALUE: the shared secret, when one is configured
+SECRET_PARAMETER = "secret"
 UUID_VARIABLE = "AGI_BRIDGE_UUID"
 AGENT_VARIABLE = "AGI_BRIDGE_AGENT"
 _READ_SIZE = 4096
@@ -83,7 +87,7 @@ class CallMetadata:
             context=request.context,
             agent=agent,
             args=tuple(request.args),
-            query=request.query,
+            query={k: v for k, v in request.query.items() if k != SECRET_PARAMETER},
             language=request.language,
             registered_at=registered_at,
         )
@@ -112,6 +116,12 @@ class PendingCalls:
     (the caller hung up between AGI and AudioSocket, or the dialplan fell back) expire
     after ``ttl`` seconds. Expiry runs on ``register``/``claim`` against an injected clock,
     so there is no background task and tests can move time by hand.
+
+    The registry never refuses and never grows past ``max_pending``: a new registration
+    evicts the oldest one of its own source when that source holds ``max_per_source``,
+    else the oldest of all when the registry is full. Asterisk claims a registration
+    within milliseconds, so only a flood loses its own oldest entries, and a flood from
+    one peer cannot push out the registrations of another.
     """
 
     def __init__(
@@ -119,15 +129,20 @@ class PendingCalls:
         *,
         ttl: float = 30.0,
         max_pending: int = 1000,
+        max_per_source: int = 500,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if ttl <= 0 or max_pending <= 0:
-            raise ValueError("ttl and max_pending must be positive")
+        if ttl <= 0 or max_pending <= 0 or max_per_source <= 0:
+            raise ValueError("ttl, max_pending and max_per_source must be positive")
         self.ttl = ttl
         self.max_pending = max_pending
+        self.max_per_source = max_per_source
         self.clock = clock
         # Insertion order is expiry order (same ttl, monotonic clock): purge pops the front.
-        self._calls: dict[str, tuple[float, CallMetadata]] = {}
+        self._calls: dict[str, tuple[float, CallMetadata, str]] = {}
+        self._per_source: dict[str, int] = {}
+        self.evicted = 0  # registrations pushed out by newer ones
+        self._throttle = Throttle(log)
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -135,43 +150,39 @@ class PendingCalls:
     def __contains__(self, call_id: object) -> bool:
         return isinstance(call_id, str) and canonical_uuid(call_id) in self._calls
 
-    def register(self, meta: CallMetadata) -> bool:
-        """Add *meta*; False (and a warning) when ``max_pending`` calls are waiting."""
+    def register(self, meta: CallMetadata, *, source: str = "") -> bool:
+        """Add *meta* (from peer address *source*); evicts the oldest entry if need be."""
         self.purge()
         call_id = canonical_uuid(meta.call_id)
         if call_id != meta.call_id:
             raise ValueError(f"call_id must be a lowercase canonical UUID: {meta.call_id!r}")
         if call_id in self._calls:
             raise ValueError(f"call_id already registered: {call_id}")
+        if self._per_source.get(source, 0) >= self.max_per_source:
+            self._evict(source, f"{self.max_per_source} pending from {source or '?'}")
         if len(self._calls) >= self.max_pending:
-            log.warning(
-                "pending calls full (%d): refusing call_id=%s channel=%s",
-                self.max_pending,
-                call_id,
-                meta.channel,
-            )
-            return False
-        self._calls[call_id] = (self.clock() + self.ttl, meta)
+            self._evict(None, f"{self.max_pending} pending in all")
+        self._calls[call_id] = (self.clock() + self.ttl, meta, source)
+        self._per_source[source] = self._per_source.get(source, 0) + 1
         return True
 
     def claim(self, call_id: str) -> CallMetadata | None:
         """Remove and return the metadata for *call_id* (any UUID spelling), or None."""
         self.purge()
         key = canonical_uuid(call_id)
-        if key is None:
+        if key is None or key not in self._calls:
             return None
-        entry = self._calls.pop(key, None)
-        return None if entry is None else entry[1]
+        return self._remove(key)
 
     def purge(self) -> int:
         """Drop expired registrations; returns how many."""
         now = self.clock()
         expired = 0
         while self._calls:
-            call_id, (deadline, meta) = next(iter(self._calls.items()))
+            call_id, (deadline, meta, _) = next(iter(self._calls.items()))
             if deadline > now:
                 break
-            del self._calls[call_id]
+            self._remove(call_id)
             expired += 1
             log.info(
                 "pending call expired unclaimed after %.0fs: call_id=%s channel=%s",
@@ -180,6 +191,33 @@ class PendingCalls:
                 meta.channel,
             )
         return expired
+
+    def _evict(self, source: str | None, why: str) -> None:
+        victim = next(
+            (k for k, (_, _, src) in self._calls.items() if source is None or src == source),
+            None,
+        )
+        if victim is None:
+            return
+        meta = self._remove(victim)
+        self.evicted += 1
+        self._throttle(
+            f"evict {source}",
+            logging.WARNING,
+            "pending calls: %s, dropped the oldest (call_id=%s channel=%s)",
+            why,
+            victim,
+            meta.channel,
+        )
+
+    def _remove(self, call_id: str) -> CallMetadata:
+        _, meta, source = self._calls.pop(call_id)
+        left = self._per_source.get(source, 0) - 1
+        if left > 0:
+            self._per_source[source] = left
+        else:
+            self._per_source.pop(source, None)
+        return meta
 
 
 Accept = Callable[[proto.AgiRequest], "str | None"]
@@ -195,6 +233,12 @@ class FastAgiServer:
     ``accept(request)`` (optional) returns the agent name to use, or None to refuse the
     call; without it the agent is :func:`requested_agent`. Refused or malformed requests
     leave ``AGI_BRIDGE_UUID`` unset, so the dialplan can fall back.
+
+    Only peers that ``admission`` permits get in (default: loopback), bounded per source
+    and in total; the environment must arrive within ``header_timeout`` seconds. With a
+    ``secret``, the request URL must carry it (``agi://HOST:PORT/agent?secret=VALUE``;
+    compared in constant time, never logged). ``refuse_new_calls()`` (shutdown) answers
+    every later request at once without a UUID, so the dialplan falls back immediately.
     """
 
     def __init__(
@@ -205,7 +249,10 @@ class FastAgiServer:
         *,
         accept: Accept | None = None,
         request_timeout: float = 5.0,
+        header_timeout: float = 2.0,
         max_connections: int = 100,
+        admission: Admission | None = None,
+        secret: str = "",
         script: str = SCRIPT,
     ) -> None:
         self.pending = pending
@@ -213,10 +260,20 @@ class FastAgiServer:
         self._port = port
         self.accept = accept
         self.request_timeout = request_timeout
-        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.admission = admission or Admission(
+            "FastAGI", LOOPBACK, max_connections=max_connections, max_per_source=max_connections
+        )
+        self._secret = secret  # never logged
         self.script = script
+        self.refusing = ""  # why new calls are refused ("" = accepting)
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._throttle = Throttle(log)
+
+    @property
+    def max_connections(self) -> int:
+        return self.admission.max_connections
 
     @property
     def port(self) -> int:
@@ -230,6 +287,12 @@ class FastAgiServer:
         """True while the listening socket accepts connections."""
         return self._server is not None and self._server.is_serving()
 
+    def refuse_new_calls(self, reason: str = "shutting down") -> None:
+        """From now on, answer every request without a UUID (the dialplan falls back)."""
+        if not self.refusing:
+            log.info("FastAGI: refusing new calls (%s)", reason)
+        self.refusing = reason
+
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("FastAgiServer already started")
@@ -237,6 +300,11 @@ class FastAgiServer:
             self._on_connection, self.host, self._port, reuse_address=True
         )
         log.info("FastAGI listening on %s:%d (script %r)", self.host, self.port, self.script)
+        log.info(
+            "FastAGI accepts %s, secret %s",
+            ", ".join(str(n) for n in self.admission.allowed),
+            "required" if self._secret else "not set",
+        )
 
     async def close(self) -> None:
         """Stop listening and end the connections in progress."""
@@ -266,29 +334,45 @@ class FastAgiServer:
         if self._server is None or task is None:
             await _close(writer)  # accepted while closing
             return
-        if len(self._handlers) >= self.max_connections:
-            # Refuse rather than queue: Asterisk waits on this in the call path, and a
-            # closed connection lets the dialplan fall back at once.
-            log.warning(
-                "FastAGI from %s refused: %d connections in progress", peer, len(self._handlers)
-            )
-            await _close(writer)
+        # Refuse rather than queue: Asterisk waits on this in the call path, and a closed
+        # connection lets the dialplan fall back at once.
+        ticket = self.admission.admit(writer.get_extra_info("peername"), task.cancel)
+        if ticket is None:
+            _abort(writer)
             return
         self._handlers.add(task)
         try:
-            await _Session(self, reader, writer, peer).run()
+            await _Session(self, reader, writer, peer, ticket).run()
+        except asyncio.CancelledError:
+            # evicted, or the server is closing: end quietly (a task that ends cancelled
+            # makes asyncio's stream callback log a spurious error)
+            if not ticket.evicted and self._server is not None:
+                raise
         except _Refused:
             pass
         except _HangupError as exc:
             log.info("FastAGI from %s ended: %s", peer, exc)
         except (AgiError, ConnectionError, EOFError) as exc:
-            log.warning("FastAGI from %s failed: %s", peer, str(exc) or type(exc).__name__)
+            self._throttle(
+                f"fail {ticket.source}",
+                logging.WARNING,
+                "FastAGI from %s failed: %s",
+                peer,
+                str(exc) or type(exc).__name__,
+            )
         except Exception:
             # A bug in one session (or in accept()) must not take the server down.
             log.exception("FastAGI from %s: unexpected error", peer)
         finally:
+            ticket.release()
             self._handlers.discard(task)
             await _close(writer)
+
+    def secret_ok(self, request: proto.AgiRequest) -> bool:
+        if not self._secret:
+            return True
+        given = request.query.get(SECRET_PARAMETER, "")
+        return hmac.compare_digest(given.encode(), self._secret.encode())
 
 
 class _Session:
@@ -300,24 +384,39 @@ class _Session:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         peer: str,
+        ticket: Ticket,
     ) -> None:
         self.server = server
         self.reader = reader
         self.writer = writer
         self.peer = peer
+        self.ticket = ticket
         self.replies = proto.AgiReplyParser()
         self.pending_events: list[proto.AgiEvent] = []
 
     async def run(self) -> None:
         server = self.server
         try:
-            async with asyncio.timeout(server.request_timeout):
+            async with asyncio.timeout(server.header_timeout):
                 request = await self._read_request()
         except TimeoutError:
-            raise AgiError(
-                f"no complete AGI environment within {server.request_timeout}s"
-            ) from None
+            raise AgiError(f"no complete AGI environment within {server.header_timeout}s") from None
+        self.ticket.ready()
         channel = request.channel or "?"
+
+        if server.refusing:
+            log.info("FastAGI channel=%s refused: %s", channel, server.refusing)
+            await self._say(f"agi_bridge: {server.refusing}, call refused")
+            raise _Refused
+        if not server.secret_ok(request):
+            server._throttle(
+                f"secret {self.ticket.source}",
+                logging.WARNING,
+                "FastAGI from %s channel=%s refused: missing or wrong secret in the AGI URL",
+                self.peer,
+                channel,
+            )
+            raise _Refused
 
         if request.network_script != server.script:
             log.warning(
@@ -338,7 +437,7 @@ class _Session:
         )
         # Register before telling Asterisk: AudioSocket may connect the moment the
         # variable is set and our reply is read.
-        if not server.pending.register(meta):
+        if not server.pending.register(meta, source=str(self.ticket.source)):
             await self._say("agi_bridge: too many pending calls, call refused")
             raise _Refused
         try:
@@ -427,6 +526,11 @@ def _peer(writer: asyncio.StreamWriter) -> str:
     if isinstance(info, tuple) and len(info) >= 2:
         return f"{info[0]}:{info[1]}"
     return str(info)
+
+
+def _abort(writer: asyncio.StreamWriter) -> None:
+    """Drop a refused connection at once (nothing to say to a peer we do not serve)."""
+    writer.transport.abort()
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

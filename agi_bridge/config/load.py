@@ -154,6 +154,14 @@ class _Loader:
             raise self.error(node, path, "expected 1..4096 or 'inf'")
         if name in ("audiosocket", "fastagi") or (name == "http" and value):
             _split_hostport(value, lambda m: self.error(node, path, m))
+        if name == "addresses":
+            for i, item in enumerate(value):
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise self.error(
+                        node, f"{path}[{i}]", f"not an IP address or network: {item!r}"
+                    ) from None
         if path == "webhook.url" and value and not value.startswith(("http://", "https://")):
             raise self.error(node, path, f"expected an http:// or https:// URL, got {value!r}")
         if (
@@ -290,7 +298,7 @@ def _merged(base: yaml.MappingNode, node: yaml.Node, tp: Any) -> yaml.Node:
 ENV_PREFIX = "AGI_BRIDGE_"
 # AGI_BRIDGE_<SECTION>_<KEY> overrides <section>.<key> for these sections (addresses,
 # ports, credentials' locations): AGI_BRIDGE_LISTEN_AUDIOSOCKET, AGI_BRIDGE_AMI_HOST, ...
-ENV_SECTIONS = ("listen", "ami", "realtime")
+ENV_SECTIONS = ("listen", "ami", "asterisk", "realtime")
 
 
 def env_overrides(section: str) -> dict[str, str]:
@@ -314,7 +322,9 @@ def _apply_env(cfg: Config, env: Mapping[str, str]) -> Config:
             if hints[name] is str:
                 # Taken as written: YAML would read "[::1]:8088" as a flow sequence.
                 values[name] = env[var]
-                loader.check(yaml.ScalarNode("tag:yaml.org,2002:str", env[var]), var, name, env[var])
+                loader.check(
+                    yaml.ScalarNode("tag:yaml.org,2002:str", env[var]), var, name, env[var]
+                )
                 continue
             try:
                 node = yaml.compose(env[var], Loader=yaml.SafeLoader)

@@ -52,6 +52,18 @@ class Ami:
 
 
 @dataclass(frozen=True)
+class Asterisk:
+    """Who may reach the FastAGI and AudioSocket listeners: only Asterisk."""
+
+    # Peer addresses or networks (IPv4/IPv6, CIDR) allowed to connect; others are dropped.
+    addresses: tuple[str, ...] = ("127.0.0.0/8", "::1")
+    # Shared secret of the FastAGI URL, agi://HOST:4573/agent?secret=VALUE; read from this
+    # environment variable or file (the file wins); "" = no secret required.
+    agi_secret_env: str = "AGI_BRIDGE_AGI_SECRET"
+    agi_secret_file: str = ""
+
+
+@dataclass(frozen=True)
 class Realtime:
     # openai: wss://api.openai.com/v1/realtime (Bearer); azure: RESOURCE url + api-key header;
     # url: any compatible server (Bearer); simulator: the bundled test double, in-process.
@@ -192,6 +204,13 @@ class Limits:
     hangup_drain_timeout_s: float = 15.0
     registration_ttl_s: float = 30.0
     first_frame_timeout_s: float = 10.0  # AudioSocket: UUID must arrive by then
+    # Before its first bytes (FastAGI environment, AudioSocket UUID) a connection is idle:
+    # closed after this long, and evicted first when a listener is full.
+    header_timeout_s: float = 2.0
+    max_connections_per_source: int = 100  # FastAGI and AudioSocket, each
+    max_fastagi_connections: int = 100
+    max_pending_registrations: int = 1000  # FastAGI calls waiting for their AudioSocket
+    max_pending_per_source: int = 500  # a flood from one peer evicts only its own
     transfer_drain_timeout_s: float = 10.0  # transfer: wait this long for the sentence to play
     transfer_close_timeout_s: float = 5.0  # after Redirect: wait for Asterisk to close the socket
 
@@ -275,6 +294,7 @@ DEFAULT_PRICES: Mapping[str, Price] = types.MappingProxyType(
 class Config:
     listen: Listen = field(default_factory=Listen)
     ami: Ami = field(default_factory=Ami)
+    asterisk: Asterisk = field(default_factory=Asterisk)
     realtime: Realtime = field(default_factory=Realtime)
     agents: Mapping[str, Agent] = field(
         default_factory=lambda: types.MappingProxyType({"default": Agent()})
@@ -323,6 +343,12 @@ class Config:
         if agi_arg and agi_arg in self.agents:
             return agi_arg, "AGI argument"
         return self.default_agent, "default_agent"
+
+    def agi_secret(self) -> str:
+        """The FastAGI URL secret ("" = none); never logged."""
+        if self.asterisk.agi_secret_file:
+            return Path(self.asterisk.agi_secret_file).read_text().strip()
+        return os.environ.get(self.asterisk.agi_secret_env, "")
 
     def ami_secret(self) -> str:
         if self.ami.secret_file:
