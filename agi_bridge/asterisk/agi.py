@@ -261,8 +261,12 @@ class FastAgiServer:
         self.accept = accept
         self.request_timeout = request_timeout
         self.header_timeout = header_timeout
-        self.admission = admission or Admission(
-            "FastAGI", LOOPBACK, max_connections=max_connections, max_per_source=max_connections
+        self.admission = (
+            admission
+            if admission is not None
+            else Admission(
+                "FastAGI", LOOPBACK, max_connections=max_connections, max_per_source=max_connections
+            )
         )
         self._secret = secret  # never logged
         self.script = script

@@ -54,8 +54,15 @@ class AudioSocketServer:
         self._port = port
         self.max_calls = max_calls
         self.uuid_timeout = uuid_timeout
-        self.admission = admission or Admission(
-            "AudioSocket", LOOPBACK, max_connections=max_calls + 100, max_per_source=max_calls + 100
+        self.admission = (
+            admission
+            if admission is not None
+            else Admission(
+                "AudioSocket",
+                LOOPBACK,
+                max_connections=max_calls + 100,
+                max_per_source=max_calls + 100,
+            )
         )
         self.refused_calls = 0  # over max_calls: hangup frame, clean close
         self._server: asyncio.Server | None = None
