@@ -93,7 +93,7 @@ class Ticket:
     """One admitted connection. ``evicted`` is True when the admission closed it."""
 
     source: IpAddress
-    on_evict: Callable[[], None]
+    on_evict: Callable[[], object]
     admission: Admission
     waiting: bool = True
     evicted: bool = False
@@ -137,7 +137,7 @@ class Admission:
     def permits(self, ip: IpAddress | None) -> bool:
         return ip is not None and any(ip in net for net in self.allowed)
 
-    def admit(self, peername: object, on_evict: Callable[[], None]) -> Ticket | None:
+    def admit(self, peername: object, on_evict: Callable[[], object]) -> Ticket | None:
         """A ticket for a new connection from *peername*, or None (refused, logged)."""
         ip = peer_address(peername)
         if ip is None or not self.permits(ip):
@@ -151,9 +151,11 @@ class Admission:
             )
             return None
         if self._per_source.get(ip, 0) >= self.max_per_source and not self._evict(ip):
-            return self._no_room(ip, f"{self.max_per_source} connections from this source")
+            self._no_room(ip, f"{self.max_per_source} connections from this source")
+            return None
         if len(self._tickets) >= self.max_connections and not self._evict(None):
-            return self._no_room(ip, f"{self.max_connections} connections in progress")
+            self._no_room(ip, f"{self.max_connections} connections in progress")
+            return None
         ticket = Ticket(ip, on_evict, self)
         self._tickets[ticket] = None
         self._per_source[ip] = self._per_source.get(ip, 0) + 1
@@ -164,7 +166,6 @@ class Admission:
         self._throttle(
             f"full {ip}", logging.WARNING, "%s: connection from %s refused: %s", self.name, ip, why
         )
-        return None
 
     def _evict(self, source: IpAddress | None) -> bool:
         """Close the oldest waiting connection (of *source*, or any); False if none."""

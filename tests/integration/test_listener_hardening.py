@@ -189,7 +189,7 @@ async def test_idle_audiosocket_sockets_do_not_take_call_slots(
             cfg.limits, max_calls=3, header_timeout_s=1.0, max_connections_per_source=20
         ),
     )
-    bridge, events = await start_bridge(cfg)
+    bridge, _ = await start_bridge(cfg)
     port = bridge.audiosocket.port
     idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(30)]
     try:
@@ -259,7 +259,7 @@ async def test_call_over_max_calls_gets_a_hangup_frame_not_a_reset(
 ) -> None:
     cfg = make_config()
     cfg = dataclasses.replace(cfg, limits=dataclasses.replace(cfg.limits, max_calls=1))
-    bridge, events = await start_bridge(cfg)
+    bridge, _ = await start_bridge(cfg)
     caller = await registered_caller(bridge.fastagi.port, bridge.audiosocket.port)
     try:
         await until(lambda: bridge.audiosocket.active_calls == 1, 10, "the first call")
@@ -272,6 +272,6 @@ async def test_call_over_max_calls_gets_a_hangup_frame_not_a_reset(
 
 
 async def test_registered_call_still_works_through_fastagi(start_bridge: BridgeFactory) -> None:
-    bridge, events = await start_bridge()
+    bridge, _ = await start_bridge()
     variables = await agi_request(bridge.fastagi.port)
     assert variables["AGI_BRIDGE_UUID"] in bridge.pending
