@@ -185,8 +185,13 @@ class Admin:
     """The operator interface (HTTP JSON under /admin on the HTTP listener)."""
 
     enabled: bool = True
-    # Bearer token for /admin; required when the HTTP listener is not on a loopback address.
+    # Bearer token for /admin, always required: from this environment variable, else from
+    # token_file; when neither has one, the bridge generates it into token_file (0600).
     token_env: str = "AGI_BRIDGE_ADMIN_TOKEN"
+    token_file: str = "~/.config/agi-bridge/admin.token"  # `agi-bridge admin` reads it too
+    # Host names (besides IP literals and localhost) the admin API answers to; a request
+    # for any other Host, or with a foreign Origin, is refused (DNS rebinding, CSRF).
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
