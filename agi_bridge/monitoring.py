@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from agi_bridge.asterisk.admission import Throttle
 from agi_bridge.config import Config, split_hostport
 from agi_bridge.metrics import Metrics
+from agi_bridge.realtime_health import RealtimeHealth
 from agi_bridge.records import CallRecords
 from agi_bridge.webhook import WebhookSender
 
@@ -253,7 +254,13 @@ class Monitoring:
             )
             self.http.app.router.add_get("/metrics", self._metrics)
             self.http.app.router.add_get("/healthz", self._healthz)
-        self.observers: tuple[Observer, ...] = (self.records, self.metrics, log_event)
+        self.realtime = RealtimeHealth(config.limits.unhealthy_after_realtime_failures)
+        self.observers: tuple[Observer, ...] = (
+            self.records,
+            self.metrics,
+            log_event,
+            self.realtime,
+        )
         self._bridge: Bridge | None = None
         self._retention: asyncio.Task[None] | None = None
 
@@ -306,6 +313,7 @@ class Monitoring:
                     "server": f"{cfg.ami.host}:{cfg.ami.port}",
                 }
             checks["calls"] = {"ok": True, "active": len(bridge.calls)}
+            checks["realtime"] = self.realtime.check()
         else:
             checks["process"] = {"ok": False, "detail": "bridge not started"}
         healthy = all(c["ok"] for c in checks.values())

@@ -218,6 +218,8 @@ class Limits:
     max_pending_per_source: int = 500  # a flood from one peer evicts only its own
     max_http_connections: int = 256  # listen.http: a new connection closes the oldest
     http_idle_timeout_s: float = 10.0  # listen.http: no complete request by then: closed
+    # /healthz reports unhealthy after this many calls in a row failed at Realtime
+    unhealthy_after_realtime_failures: int = 3
     transfer_drain_timeout_s: float = 10.0  # transfer: wait this long for the sentence to play
     transfer_close_timeout_s: float = 5.0  # after Redirect: wait for Asterisk to close the socket
 
