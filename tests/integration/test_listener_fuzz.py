@@ -139,7 +139,7 @@ async def test_fuzz_all_listeners(
     start_bridge: BridgeFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    bridge, events = await start_bridge()
+    bridge, _ = await start_bridge()
     rng = random.Random(SEED)
     assert bridge.monitoring.http is not None
     async with asyncio.timeout(120):  # the whole fuzz is bounded in time, too
