@@ -39,16 +39,13 @@ import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-from agi_bridge.call import Call, CallNotActive
+from agi_bridge.call.events import CallNotActive, CallRegistry, LiveCall
 from agi_bridge.config import Config, Listen, is_loopback, split_hostport
 from agi_bridge.errors import BridgeError, ConfigError
-
-if TYPE_CHECKING:
-    from agi_bridge.app import Bridge
 
 __all__ = [
     "add_admin_routes",
@@ -168,7 +165,7 @@ def _reply(status: int = 200, **body: Any) -> web.Response:
     return web.Response(text=json.dumps(body), status=status, content_type="application/json")
 
 
-def add_admin_routes(app: web.Application, bridge: Bridge) -> None:
+def add_admin_routes(app: web.Application, bridge: CallRegistry) -> None:
     """Register the /admin routes on *app* (before it starts); see the module docstring."""
     config = bridge.config
     check_admin_auth(config)
@@ -197,7 +194,7 @@ def add_admin_routes(app: web.Application, bridge: Bridge) -> None:
 
         return wrapper
 
-    def find(request: web.Request) -> Call:
+    def find(request: web.Request) -> LiveCall:
         call = bridge.find_call(request.match_info["call_id"])
         if call is None:
             raise web.HTTPNotFound(
@@ -233,7 +230,7 @@ def add_admin_routes(app: web.Application, bridge: Bridge) -> None:
         )
 
     async def list_calls(request: web.Request) -> web.Response:
-        calls = sorted(bridge.calls.values(), key=lambda c: c.started_at)
+        calls = sorted(bridge.live_calls(), key=lambda c: c.started_at)
         return _reply(calls=[c.info() for c in calls if c.call_id != "-"])
 
     async def get_call(request: web.Request) -> web.Response:

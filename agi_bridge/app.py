@@ -19,12 +19,18 @@ from agi_bridge.asterisk.admission import Admission
 from agi_bridge.asterisk.agi import FastAgiServer, PendingCalls, requested_agent
 from agi_bridge.asterisk.ami import AmiClient
 from agi_bridge.asterisk.audiosocket import AudioSocketServer
-from agi_bridge.call import Call, CallAmi, Observer
+from agi_bridge.call import Call, Observer
+from agi_bridge.call.events import LiveCall
+from agi_bridge.call.ports import CallIdentity, ChannelControl, MediaPort
 from agi_bridge.config import Config, split_hostport
 from agi_bridge.errors import ConfigError
 from agi_bridge.monitoring import Monitoring
 from agi_bridge.protocol.agi import AgiRequest
+from agi_bridge.providers.base import ProviderConnector
+from agi_bridge.providers.realtime import realtime_provider
 from agi_bridge.realtime import Connector, connector
+from agi_bridge.transports import audiosocket as audiosocket_transport
+from agi_bridge.transports.audiosocket import CallAmi
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +91,7 @@ class Bridge:
     ) -> None:
         self.config = config
         self._connect = connect
+        self._provider: ProviderConnector | None = None
         self._ami = ami
         self._ami_client: AmiClient | None = None  # the one this bridge opened itself
         self._observers = observers
@@ -164,6 +171,7 @@ class Bridge:
                 self._connect = connector(self.config.realtime, url=self.simulator.url)
             else:
                 self._connect = connector(self.config.realtime)
+        self._provider = realtime_provider(self._connect)
         if self._ami is None and self.config.ami.enabled:
             client = ami_client(self.config)
             await client.start()  # keeps reconnecting in the background if Asterisk is down
@@ -190,7 +198,21 @@ class Bridge:
         log.info("channel %s dnid=%s: agent %r (%s)", request.channel, request.dnid, name, why)
         return name
 
-    def find_call(self, call_id: str) -> Call | None:
+    @property
+    def active_calls(self) -> int:
+        return len(self.calls)
+
+    def listener_checks(self) -> dict[str, dict[str, Any]]:
+        listen = self.config.listen
+        return {
+            "audiosocket": {"ok": self.audiosocket.serving, "listen": listen.audiosocket},
+            "fastagi": {"ok": self.fastagi.serving, "listen": listen.fastagi},
+        }
+
+    def live_calls(self) -> list[LiveCall]:
+        return list(self.calls.values())
+
+    def find_call(self, call_id: str) -> LiveCall | None:
         """The live call with this id (the AudioSocket UUID), or None."""
         for call in self.calls.values():
             if call.call_id == call_id:
@@ -198,14 +220,28 @@ class Bridge:
         return None
 
     async def _run_call(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        assert self._connect is not None
-        call = Call(
+        await audiosocket_transport.run_connection(
             reader,
             writer,
-            config=self.config,
-            connect=self._connect,
             claim=self.pending.claim,
             ami=self._ami,
+            uuid_timeout=self.config.limits.first_frame_timeout_s,
+            start_call=self.start_call,
+            allow_unregistered=self.config.listen.audiosocket_unregistered == "default_agent",
+            is_live=lambda call_id: self.find_call(call_id) is not None,
+        )
+
+    async def start_call(
+        self, identity: CallIdentity, media: MediaPort, control: ChannelControl
+    ) -> None:
+        """Run one call, from any transport, to its end."""
+        assert self._provider is not None, "Bridge.start() first"
+        call = Call(
+            identity,
+            media,
+            control,
+            config=self.config,
+            connect=self._provider,
             observers=self._observers + self.monitoring.observers,
         )
         key = id(call)

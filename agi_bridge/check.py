@@ -96,7 +96,7 @@ async def _check_realtime(config: Config, name: str, out: Print) -> bool:
         )
         out(f"SKIP realtime: {why}: calls go to the bundled simulator (a local test double)")
         return True
-    model = agent.model or config.realtime.model
+    model = config.model_for(agent)
     session = build_session(config, agent, ToolSet.for_agent(config, name), dt.date.today())
     timeout = config.realtime.connect_timeout_s
     try:

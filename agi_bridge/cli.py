@@ -116,20 +116,24 @@ async def _demo(cfg: Config, say: str, wav_out: str) -> int:
     import dataclasses
 
     from agi_bridge.app import Bridge
-    from agi_bridge.call import Call
+    from agi_bridge.call.events import CallView
     from agi_bridge.virtual_caller import VirtualCaller, espeak
 
     cfg = dataclasses.replace(
         cfg,
         listen=dataclasses.replace(
-            cfg.listen, audiosocket="127.0.0.1:0", fastagi="127.0.0.1:0", http=""
+            cfg.listen,
+            audiosocket="127.0.0.1:0",
+            fastagi="127.0.0.1:0",
+            http="",
+            audiosocket_unregistered="default_agent",  # the virtual caller has no FastAGI
         ),
         ami=dataclasses.replace(cfg.ami, enabled=False),
         # the demo is offline by design: it asks for the simulator when no key is set
         realtime=dataclasses.replace(cfg.realtime, simulator_without_key=True),
     )
 
-    def show(call: Call, kind: str, data: dict[str, Any]) -> None:
+    def show(call: CallView, kind: str, data: dict[str, Any]) -> None:
         t = f"{call.duration_s:5.1f}s"
         if kind == "agent_transcript":
             print(f"{t}  agent : {data['text']}", flush=True)

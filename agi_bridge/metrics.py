@@ -22,7 +22,7 @@ from agi_bridge.config import Config
 from agi_bridge.records import TOKEN_KINDS, cost_usd, price_for, token_kinds
 
 if TYPE_CHECKING:
-    from agi_bridge.call import Call
+    from agi_bridge.call.events import CallView
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Metrics:
         self.config = config
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.live: dict[int, Call] = {}
+        self.live: dict[int, CallView] = {}
         self.finished: dict[str, int] = {}
         self.realtime_reconnects = 0
         self._ami: Any = None
@@ -144,7 +144,7 @@ class Metrics:
 
     # ---------------------------------------------------------------- observer
 
-    def __call__(self, call: Call, kind: str, data: dict[str, Any]) -> None:
+    def __call__(self, call: CallView, kind: str, data: dict[str, Any]) -> None:
         if kind == "start":
             self.live[id(call)] = call
         elif kind == "end":
@@ -171,10 +171,10 @@ class Metrics:
         elif kind == "response_done":
             self._add_usage(call, data.get("usage"))
 
-    def _add_usage(self, call: Call, usage: Any) -> None:
+    def _add_usage(self, call: CallView, usage: Any) -> None:
         if not isinstance(usage, Mapping):
             return
-        model = call.agent.model or self.config.realtime.model
+        model = call.model
         tokens = token_kinds(usage)
         for kind in TOKEN_KINDS:
             if tokens[kind]:

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -31,8 +31,24 @@ from agi_bridge.records import CallRecords
 from agi_bridge.webhook import WebhookSender
 
 if TYPE_CHECKING:
-    from agi_bridge.app import Bridge
-    from agi_bridge.call import Call, Observer
+    from agi_bridge.call.events import CallView, Observer
+
+
+class BridgeView(Protocol):
+    """What monitoring needs of the bridge (app.Bridge): no import of it, no cycle."""
+
+    @property
+    def config(self) -> Config: ...
+
+    @property
+    def ami(self) -> Any: ...
+
+    @property
+    def active_calls(self) -> int: ...
+
+    def listener_checks(self) -> dict[str, dict[str, Any]]:
+        """One health check per listener/transport: {"ok": bool, ...details}."""
+
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +219,7 @@ class HttpServer:
             await runner.cleanup()
 
 
-def log_event(call: Call, kind: str, data: dict[str, Any]) -> None:
+def log_event(call: CallView, kind: str, data: dict[str, Any]) -> None:
     """Log the events the Call does not log itself, one line each, with the call id."""
     logger = logging.LoggerAdapter(log, {"call_id": call.call_id})
     if kind == "start":
@@ -261,12 +277,12 @@ class Monitoring:
             log_event,
             self.realtime,
         )
-        self._bridge: Bridge | None = None
+        self._bridge: BridgeView | None = None
         self._retention: asyncio.Task[None] | None = None
 
-    async def start(self, bridge: Bridge) -> None:
+    async def start(self, bridge: BridgeView) -> None:
         self._bridge = bridge
-        self.metrics.bind(active_calls=lambda: len(bridge.calls), ami=bridge.ami)
+        self.metrics.bind(active_calls=lambda: bridge.active_calls, ami=bridge.ami)
         if self.records.root is not None and self.config.records.retention_days > 0:
             await asyncio.to_thread(self.records.purge)
             self._retention = asyncio.create_task(self._purge_daily(), name="records-retention")
@@ -302,17 +318,13 @@ class Monitoring:
         bridge = self._bridge
         if bridge is not None:
             cfg = bridge.config
-            checks["audiosocket"] = {
-                "ok": bridge.audiosocket.serving,
-                "listen": cfg.listen.audiosocket,
-            }
-            checks["fastagi"] = {"ok": bridge.fastagi.serving, "listen": cfg.listen.fastagi}
+            checks.update(bridge.listener_checks())
             if bridge.ami is not None:
                 checks["ami"] = {
                     "ok": bool(bridge.ami.connected),
                     "server": f"{cfg.ami.host}:{cfg.ami.port}",
                 }
-            checks["calls"] = {"ok": True, "active": len(bridge.calls)}
+            checks["calls"] = {"ok": True, "active": bridge.active_calls}
             checks["realtime"] = self.realtime.check()
         else:
             checks["process"] = {"ok": False, "detail": "bridge not started"}

@@ -269,7 +269,7 @@ class OutboundCall:
         self._end: dict[str, Any] | None = None
         self._stop_reason: str | None = None  # "timeout" | "interrupted", set by us
         agent_cfg = self.call_config.agents[agent]
-        self._ledger = Ledger(config.prices, agent_cfg.model or config.realtime.model)
+        self._ledger = Ledger(config.prices, config.model_for(agent_cfg))
         self.result = CallResult(
             outcome="failed",
             detail="",

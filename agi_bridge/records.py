@@ -41,7 +41,7 @@ from agi_bridge.audio import SAMPLE_RATE, SLIN_FRAME_BYTES
 from agi_bridge.config import Config, Price
 
 if TYPE_CHECKING:
-    from agi_bridge.call import Call
+    from agi_bridge.call.events import CallView
 
 log = logging.getLogger(__name__)
 
@@ -388,7 +388,7 @@ class CallRecord:
 
     def __init__(
         self,
-        call: Call,
+        call: CallView,
         data: Mapping[str, Any],
         *,
         config: Config,
@@ -398,19 +398,18 @@ class CallRecord:
         self.call_id = call.call_id
         self._wall = wall
         self._log = logging.LoggerAdapter(log, {"call_id": call.call_id})
-        model = call.agent.model or config.realtime.model
+        model = call.model
         self.ledger = Ledger(config.prices, model)
         self.dir: Path | None = None
         self._events: IO[str] | None = None
         self.wav: WavRecorder | None = None
         started = wall() - call.duration_s
         self.started_at = _iso(started)
-        meta = call.meta
         start = {
             "call_id": call.call_id,
             "time": self.started_at,
             **data,
-            "caller_name": getattr(meta, "caller_name", "") if meta else "",
+            "caller_name": call.identity.caller_name,
             "model": model,
         }
         if root is not None:
@@ -426,7 +425,7 @@ class CallRecord:
                 self._close_events()
         self.add(call, "start", start)
 
-    def add(self, call: Call, kind: str, data: Mapping[str, Any]) -> None:
+    def add(self, call: CallView, kind: str, data: Mapping[str, Any]) -> None:
         t = call.duration_s
         self.ledger.add(kind, data, t)
         if self._events is None:
@@ -438,7 +437,7 @@ class CallRecord:
             self._log.error("call record %s stopped: %s", self.dir, exc)
             self._close_events()
 
-    def finish(self, call: Call) -> dict[str, Any]:
+    def finish(self, call: CallView) -> dict[str, Any]:
         """Close the recording and the log; write and return the summary."""
         if self.wav is not None:
             self.wav.close()
@@ -500,12 +499,12 @@ class CallRecords:
         self._live: dict[int, CallRecord] = {}
         self.last_summary: dict[str, Any] | None = None
 
-    def __call__(self, call: Call, kind: str, data: dict[str, Any]) -> None:
+    def __call__(self, call: CallView, kind: str, data: dict[str, Any]) -> None:
         key = id(call)
         if kind == "start":
             started = CallRecord(call, data, config=self.config, root=self.root, wall=self._wall)
             self._live[key] = started
-            call.recorder = started.wav
+            call.attach_recorder(started.wav)
             return
         record = self._live.get(key)
         if record is None:
@@ -513,7 +512,7 @@ class CallRecords:
         record.add(call, kind, data)
         if kind == "end":
             del self._live[key]
-            call.recorder = None
+            call.attach_recorder(None)
             summary = record.finish(call)
             self.last_summary = summary
             _log_summary(call, summary)
@@ -531,7 +530,7 @@ class CallRecords:
         return purge(self.root, days, today)
 
 
-def _log_summary(call: Call, summary: Mapping[str, Any]) -> None:
+def _log_summary(call: CallView, summary: Mapping[str, Any]) -> None:
     cost = summary.get("cost_usd")
     lat = summary["latency_ms"]
     logging.LoggerAdapter(log, {"call_id": call.call_id}).info(

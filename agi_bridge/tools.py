@@ -25,11 +25,12 @@ import aiohttp
 
 from agi_bridge import __version__
 from agi_bridge.config import Config, TransferTarget, WebhookTool
-from agi_bridge.errors import AmiError, ToolError
+from agi_bridge.errors import ControlError, ToolError
+from agi_bridge.protocol import dtmf
 
 log = logging.getLogger(__name__)
 
-DTMF_RE = re.compile(r"^[0-9*#A-Dw]+\Z")
+DTMF_RE = re.compile(f"^[{re.escape(dtmf.DIGITS + dtmf.PAUSE)}]+\\Z")
 MAX_DTMF_DIGITS = 64
 
 IVR_GUIDANCE = """\
@@ -59,7 +60,7 @@ class CallControls(Protocol):
     async def end_call(self, reason: str) -> None: ...
 
     async def transfer(self, name: str, target: TransferTarget, summary: str) -> None:
-        """Play out, then AMI Redirect; raises AmiError when the Redirect fails."""
+        """Play out, then move the channel; raises ControlError when that fails."""
         ...
 
     async def switch_agent(self, name: str) -> None: ...
@@ -115,7 +116,7 @@ async def _send_dtmf(call: CallControls, args: dict[str, Any]) -> dict[str, Any]
                 await call.dtmf_pause()
             else:
                 await call.play_dtmf(digit)
-        except AmiError as exc:
+        except ControlError as exc:
             return {"ok": False, "error": f"DTMF failed: {exc}", "digits_sent": sent}
         sent += digit
     return {"ok": True, "digits_sent": sent}
@@ -184,7 +185,7 @@ def transfer_tool(targets: Mapping[str, TransferTarget]) -> Tool:
             raise ToolError("summary must be a string")
         try:
             await call.transfer(destination, targets[destination], summary.strip())
-        except AmiError as exc:
+        except ControlError as exc:
             return {"ok": False, "error": f"transfer failed: {exc}", "destination": destination}
         return {"ok": True, "destination": destination}
 

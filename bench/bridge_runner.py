@@ -53,8 +53,11 @@ def bench_config(sim_url: str, max_calls: int, records_dir: str | None) -> Confi
     """
     fields = {f.name for f in dataclasses.fields(Config)}
     listen: dict[str, Any] = {"audiosocket": "127.0.0.1:0", "fastagi": "127.0.0.1:0"}
-    if "http" in {f.name for f in dataclasses.fields(Listen)}:
+    listen_keys = {f.name for f in dataclasses.fields(Listen)}
+    if "http" in listen_keys:
         listen["http"] = "127.0.0.1:0"
+    if "audiosocket_unregistered" in listen_keys:
+        listen["audiosocket_unregistered"] = "default_agent"  # synthetic callers, no FastAGI
     data: dict[str, Any] = {
         "listen": listen,
         "ami": {"enabled": False},

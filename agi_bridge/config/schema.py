@@ -38,6 +38,10 @@ class Listen:
     audiosocket: str = "127.0.0.1:9092"
     fastagi: str = "127.0.0.1:4573"
     http: str = "127.0.0.1:8088"  # /metrics and /healthz; "" = off
+    # An AudioSocket UUID that no FastAGI request registered: "refuse" (hangup frame, the
+    # dialplan falls back; nobody who merely reaches the port gets a model session) or
+    # "default_agent" (trust the port: the demo's virtual caller, tests, a firewalled lab).
+    audiosocket_unregistered: Literal["refuse", "default_agent"] = "refuse"
 
 
 @dataclass(frozen=True)
@@ -358,6 +362,10 @@ class Config:
         if self.asterisk.agi_secret_file:
             return Path(self.asterisk.agi_secret_file).read_text().strip()
         return os.environ.get(self.asterisk.agi_secret_env, "")
+
+    def model_for(self, agent: Agent) -> str:
+        """The model an agent's calls use: its own, else ``realtime.model`` (one source)."""
+        return agent.model or self.realtime.model
 
     def ami_secret(self) -> str:
         if self.ami.secret_file:

@@ -17,7 +17,11 @@ from agi_bridge.simulator import Scenario, Simulator
 from agi_bridge.virtual_caller import espeak
 
 BASE_CONFIG = """
-listen: {audiosocket: "127.0.0.1:0", fastagi: "127.0.0.1:0", http: "127.0.0.1:0"}
+listen:
+  audiosocket: "127.0.0.1:0"
+  fastagi: "127.0.0.1:0"
+  http: "127.0.0.1:0"
+  audiosocket_unregistered: default_agent  # virtual callers without FastAGI
 ami: {enabled: false}
 records: {enabled: false}
 realtime: {provider: url, url: "ws://unused", connect_timeout_s: 3}

@@ -120,7 +120,7 @@ def test_example_config_loads() -> None:
 def test_unknown_key_names_file_line_and_path() -> None:
     exc = error("listen:\n  audiosocket: 127.0.0.1:9092\n  bogus: 1\n")
     assert str(exc).startswith("bridge.yaml:3 listen.bogus: unknown key")
-    assert "audiosocket, fastagi" in str(exc)
+    assert "expected one of audiosocket, " in str(exc) and "fastagi" in str(exc)
     assert (exc.file, exc.line, exc.key) == (FILE, 3, "listen.bogus")
     assert isinstance(exc, BridgeError)
 
