@@ -20,6 +20,7 @@ from agi_bridge.asterisk.agi import FastAgiServer, PendingCalls, requested_agent
 from agi_bridge.asterisk.ami import AmiClient
 from agi_bridge.asterisk.audiosocket import AudioSocketServer
 from agi_bridge.call import Call, Observer
+from agi_bridge.call.events import EndReason
 from agi_bridge.call.events import LiveCall
 from agi_bridge.call.ports import CallIdentity, ChannelControl, MediaPort
 from agi_bridge.config import Config, split_hostport
@@ -33,6 +34,9 @@ from agi_bridge.transports import audiosocket as audiosocket_transport
 from agi_bridge.transports.audiosocket import CallAmi
 
 log = logging.getLogger(__name__)
+
+# After the drain ended the remaining calls: time for their hangup frames to go out.
+DRAIN_END_GRACE_S = 5.0
 
 
 def ami_client(cfg: Config) -> AmiClient:
@@ -105,6 +109,8 @@ class Bridge:
         )
         self.calls: dict[int, Call] = {}
         self.finished_calls = 0
+        self.draining = False
+        self._hurry = asyncio.Event()
         host, port = split_hostport(config.listen.fastagi)
         self.fastagi = FastAgiServer(
             self.pending,
@@ -204,10 +210,47 @@ class Bridge:
 
     def listener_checks(self) -> dict[str, dict[str, Any]]:
         listen = self.config.listen
-        return {
+        checks = {
             "audiosocket": {"ok": self.audiosocket.serving, "listen": listen.audiosocket},
             "fastagi": {"ok": self.fastagi.serving, "listen": listen.fastagi},
         }
+        if self.draining:
+            checks["accepting"] = {"ok": False, "detail": "shutting down: new calls refused"}
+        return checks
+
+    async def drain(self, timeout: float) -> int:
+        """Shut down gently: refuse new calls at once (FastAGI answers without a UUID,
+        AudioSocket with a hangup frame: the dialplan falls back immediately), let live
+        calls finish for up to *timeout* seconds (``hurry()`` cuts that short), then end
+        the rest with reason ``shutdown``: their dialplan runs its fallback. Returns how
+        many calls were handed to the fallback."""
+        self.draining = True
+        self.fastagi.refuse_new_calls("shutting down")
+        self.audiosocket.refuse_new_calls()
+        if self.calls:
+            log.info(
+                "draining: %d live call(s) may finish within %.0f s; new calls are refused",
+                len(self.calls),
+                timeout,
+            )
+        idle = asyncio.ensure_future(self.audiosocket.wait_idle(timeout))
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        try:
+            await asyncio.wait({idle, hurry}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            idle.cancel()
+            hurry.cancel()
+        rest = list(self.calls.values())
+        for call in rest:
+            call.end(EndReason.SHUTDOWN, "the bridge is shutting down")
+        if rest:
+            log.info("draining: %d call(s) handed to the dialplan's fallback", len(rest))
+            await self.audiosocket.wait_idle(DRAIN_END_GRACE_S)
+        return len(rest)
+
+    def hurry(self) -> None:
+        """End the drain now (a second SIGTERM): live calls go to the fallback at once."""
+        self._hurry.set()
 
     def live_calls(self) -> list[LiveCall]:
         return list(self.calls.values())

@@ -64,7 +64,8 @@ class AudioSocketServer:
                 max_per_source=max_calls + 100,
             )
         )
-        self.refused_calls = 0  # over max_calls: hangup frame, clean close
+        self.refused_calls = 0  # over max_calls or shutting down: hangup frame, clean close
+        self.refusing = False  # shutting down: every new call is refused
         self._server: asyncio.Server | None = None
         self._active: set[asyncio.Task[None]] = set()
         self._gates: set[_UuidGate] = set()
@@ -88,6 +89,16 @@ class AudioSocketServer:
     def waiting_connections(self) -> int:
         """Connections that have not sent their UUID yet."""
         return len(self._gates)
+
+    def refuse_new_calls(self) -> None:
+        """From now on, answer every new call with a hangup frame (the dialplan falls back)."""
+        self.refusing = True
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait up to *timeout* s until no call runs; True when none is left."""
+        if self._active:
+            await asyncio.wait(set(self._active), timeout=timeout)
+        return not self._active
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -119,7 +130,7 @@ class AudioSocketServer:
         protocol.data_received(head)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._active) >= self.max_calls or self._server is None:
+        if self.refusing or len(self._active) >= self.max_calls or self._server is None:
             await self._refuse(reader, writer)
             return
         task = asyncio.current_task()
@@ -132,12 +143,15 @@ class AudioSocketServer:
 
     async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.refused_calls += 1
-        self._throttle(
-            "full",
-            logging.WARNING,
-            "refusing AudioSocket call: %d calls active (max_calls)",
-            len(self._active),
-        )
+        if self.refusing:
+            self._throttle("refusing", logging.INFO, "refusing AudioSocket call: shutting down")
+        else:
+            self._throttle(
+                "full",
+                logging.WARNING,
+                "refusing AudioSocket call: %d calls active (max_calls)",
+                len(self._active),
+            )
         try:
             writer.write(asock.hangup_frame())  # the dialplan continues to its fallback
             if writer.can_write_eof():

@@ -222,6 +222,9 @@ class Limits:
     max_pending_per_source: int = 500  # a flood from one peer evicts only its own
     max_http_connections: int = 256  # listen.http: a new connection closes the oldest
     http_idle_timeout_s: float = 10.0  # listen.http: no complete request by then: closed
+    # SIGTERM: new calls are refused at once; live calls may finish for this long, then
+    # go to the dialplan's fallback (a second SIGTERM ends the wait)
+    drain_timeout_s: float = 30.0
     # /healthz reports unhealthy after this many calls in a row failed at Realtime
     unhealthy_after_realtime_failures: int = 3
     transfer_drain_timeout_s: float = 10.0  # transfer: wait this long for the sentence to play
