@@ -20,8 +20,7 @@ from agi_bridge.asterisk.agi import FastAgiServer, PendingCalls, requested_agent
 from agi_bridge.asterisk.ami import AmiClient
 from agi_bridge.asterisk.audiosocket import AudioSocketServer
 from agi_bridge.call import Call, Observer
-from agi_bridge.call.events import EndReason
-from agi_bridge.call.events import LiveCall
+from agi_bridge.call.events import EndReason, LiveCall
 from agi_bridge.call.ports import CallIdentity, ChannelControl, MediaPort
 from agi_bridge.config import Config, split_hostport
 from agi_bridge.errors import ConfigError

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from agi_bridge import audio
 from agi_bridge.call.conversation import Conversation, Emit, EndCall, FlushMedia, Output, RunTool
+from agi_bridge.call.dtmf import DtmfGate
 from agi_bridge.call.events import CallNotActive, EndReason, Observer, State
 from agi_bridge.call.ports import (
     CallerAudio,
@@ -133,6 +134,8 @@ class Call:
         self._provider: p.ProviderSession | None = None
         # set just before the channel is moved by a transfer: {destination, summary, ...}
         self.transfer_info: dict[str, Any] | None = None
+        self._dtmf = DtmfGate(clock)
+        self._dtmf_pressed = asyncio.Event()
         self._stop = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -220,6 +223,7 @@ class Call:
                 tg.create_task(self._pump_playout())
                 tg.create_task(self._pump_caller())
                 tg.create_task(self._fill_caller_gaps())
+                tg.create_task(self._pump_dtmf())
                 tg.create_task(self._run_session())
         except* _Stop:
             pass
@@ -298,12 +302,30 @@ class Call:
                 if isinstance(ev, CallerAudio):
                     self._on_caller_audio(ev.data)
                 elif isinstance(ev, CallerDtmf):
-                    await self._apply(self.conversation.caller_dtmf(ev.digit), quiet=True)
+                    self._on_caller_dtmf(ev.digit)
                 elif isinstance(ev, MediaEnded):
                     self.end(EndReason.CALLER_HANGUP, ev.detail)
                     return
             if len(self._in_batch) >= INPUT_BATCH_BYTES:
                 await self._flush_caller_audio()
+
+    def _on_caller_dtmf(self, digit: str) -> None:
+        if self._dtmf.press(digit):
+            for out in self.conversation.caller_dtmf(digit):
+                if isinstance(out, Emit):
+                    self._emit(out.kind, **out.data)
+            self._dtmf_pressed.set()
+        elif self._dtmf.dropped % 1000 == 1:  # a flood: one line per thousand
+            self._log.warning("caller DTMF over the rate limit: %d dropped", self._dtmf.dropped)
+
+    async def _pump_dtmf(self) -> None:
+        """Send the caller's digits to the model, one message per burst (see DtmfGate)."""
+        while True:
+            await self._dtmf_pressed.wait()
+            while (due := self._dtmf.due()) is not None and due > 0:  # noqa: ASYNC110 - a deadline that each press moves
+                await asyncio.sleep(due)
+            self._dtmf_pressed.clear()
+            await self._apply(self.conversation.caller_dtmf_burst(self._dtmf.take()), quiet=True)
 
     def _on_caller_audio(self, data: bytes) -> None:
         self.stats.frames_in += 1

@@ -470,11 +470,14 @@ class Conversation:
     # ----------------------------------------------------------- caller and operator
 
     def caller_dtmf(self, digit: str) -> list[Output]:
-        out: list[Output] = [Emit("caller_dtmf", {"digit": digit})]
-        if self.agent.caller_dtmf_to_model:
-            out.append(p.AddMessage("user", f"[caller pressed {digit}]"))
-            out += self._want_response()
-        return out
+        """One digit the caller pressed (past the rate limit): recorded, not yet sent."""
+        return [Emit("caller_dtmf", {"digit": digit})]
+
+    def caller_dtmf_burst(self, digits: str) -> list[Output]:
+        """The digits of one burst (call/dtmf.py): one message to the model, one response."""
+        if not digits or not self.agent.caller_dtmf_to_model:
+            return []
+        return [p.AddMessage("user", f"[caller pressed {digits}]"), *self._want_response()]
 
     def operator_message(self, role: Literal["user", "system"], text: str) -> list[Output]:
         self._log.info("operator %s message (%d chars)", role, len(text))
