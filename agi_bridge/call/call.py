@@ -85,6 +85,10 @@ class _Stop(Exception):
     """Raised inside the TaskGroup to end the call once its end reason is set."""
 
 
+class _Stalled(RealtimeError):
+    """The session is open but owes an event it does not send (resumed like a drop)."""
+
+
 class IllegalTransition(BridgeError):
     pass
 
@@ -382,11 +386,15 @@ class Call:
         """
         conv = self.conversation
         reconnects = 0
+        stalled = False
         while True:
             try:
-                reason = await self._one_session(resumed=reconnects > 0)
+                reason = await self._one_session(resumed=reconnects > 0, answer=stalled)
+                stalled = False
+            except _Stalled as exc:
+                reason, stalled = str(exc), True
             except RealtimeError as exc:
-                reason = str(exc)
+                reason, stalled = str(exc), False
                 if self._provider is None and reconnects == 0:
                     self.end(EndReason.REALTIME_FAILED, reason)  # never connected
                     return
@@ -399,20 +407,33 @@ class Call:
             self._log.warning("Realtime session lost (%s): resuming (%d)", reason, reconnects)
             self._emit("reconnect", reason=reason, attempt=reconnects)
             await self._drop_session()
-            await asyncio.sleep(min(2.0, 0.25 * 2**reconnects))
+            if not stalled:  # a stalled caller waits already: resume at once
+                await asyncio.sleep(min(2.0, 0.25 * 2**reconnects))
 
-    async def _one_session(self, *, resumed: bool) -> str:
-        """Run one provider session to its end; returns why it ended."""
+    async def _one_session(self, *, resumed: bool, answer: bool = False) -> str:
+        """Run one provider session to its end; returns why it ended. Raises _Stalled
+        when the session owes an event and sends none for ``stall_timeout_s``."""
         conv = self.conversation
         self._provider = await self._connect(conv.model)
-        opening = conv.open_session(resumed=resumed)
+        opening = conv.open_session(resumed=resumed, answer=answer)
         await self._apply(opening[:1])  # the session's configuration first
         if self.state is State.CONNECTING:
             self._set_state(State.ACTIVE)
         await self._apply(opening[1:])
         clock = self._clock
         apply = self._apply
-        async for event in self._provider.events():
+        stall_s = self._config.realtime.stall_timeout_s
+        events = aiter(self._provider.events())
+        event: p.ProviderEvent | None = None
+        while True:
+            waiting = conv.awaits_service(event)
+            try:
+                async with asyncio.timeout(stall_s if waiting and stall_s > 0 else None):
+                    event = await anext(events)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                raise _Stalled(f"Realtime stalled: no event for {stall_s:g} s") from None
             outputs = conv.on_event(event, clock())
             if outputs:
                 await apply(outputs)

@@ -187,8 +187,9 @@ class Conversation:
 
     # ------------------------------------------------------------------ sessions
 
-    def open_session(self, *, resumed: bool) -> list[Output]:
-        """A new provider session: its configuration, and the greeting on the first one."""
+    def open_session(self, *, resumed: bool, answer: bool = False) -> list[Output]:
+        """A new provider session: its configuration, and the greeting on the first one;
+        with ``answer`` (the old one stalled while the caller waited) a response at once."""
         self.response.feed(RespEvent.LOST)
         self.resumable_error = ""
         self.streaming_items.clear()
@@ -204,7 +205,14 @@ class Conversation:
             # response instructions replace the session's for that response: keep the
             # agent's persona, language and date, and add what to say first
             out += self._want_response(f"{session.instructions}\n\n# Now\n{self.agent.greeting}")
+        elif resumed and answer:
+            out += self._want_response()
         return out
+
+    def awaits_service(self, last_event: object) -> bool:
+        """True while the service owes us an event: a response requested or under way,
+        or the caller just finished a turn (the service decides on a response)."""
+        return self.response.busy or isinstance(last_event, p.SpeechStopped)
 
     def session_lost(self) -> None:
         self.response.feed(RespEvent.LOST)

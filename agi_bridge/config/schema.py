@@ -84,6 +84,10 @@ class Realtime:
     # call then goes on with a new session that gets the transcript so far, this many
     # times per call (0: end the call, the dialplan falls back).
     max_reconnects: int = 3
+    # A session that sends nothing this long while the bridge waits for it (a response
+    # requested or under way, the caller just stopped talking) is stalled: it is resumed
+    # (a new session with the transcript so far, answering at once), as after a drop.
+    stall_timeout_s: float = 4.0
 
 
 @dataclass(frozen=True)
