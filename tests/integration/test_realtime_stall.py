@@ -4,6 +4,8 @@ call times out. Real sockets; the simulator's stall fault."""
 
 from __future__ import annotations
 
+import itertools
+
 from agi_bridge.simulator import Scenario, Simulator
 
 from .conftest import BridgeFactory
@@ -32,7 +34,7 @@ async def test_stalled_session_is_resumed_within_seconds(
         # the longest silence the caller heard: from the last word before the stall to
         # the first one after it
         frames = voiced_frames(caller.heard.pcm)
-        gaps = [(b - a) * 0.020 for a, b in zip(frames, frames[1:], strict=False)]
+        gaps = [(b - a) * 0.020 for a, b in itertools.pairwise(frames)]
         assert max(gaps) <= 6.5, max(gaps)
     finally:
         await caller.close()

@@ -430,7 +430,9 @@ async def bridge_process(
     config = tmp_path / "bridge.yaml"
     config.write_text(
         f"""
-listen: {{audiosocket: "127.0.0.1:0", fastagi: "127.0.0.1:0", http: "127.0.0.1:0", audiosocket_unregistered: default_agent}}
+listen:
+  {{audiosocket: "127.0.0.1:0", fastagi: "127.0.0.1:0", http: "127.0.0.1:0",
+   audiosocket_unregistered: default_agent}}
 ami: {{enabled: false}}
 realtime: {{provider: url, url: "{simulator.url}", connect_timeout_s: 5}}
 records: {{dir: "{records}", wav: true}}
