@@ -19,6 +19,7 @@ from agi_bridge.asterisk.admission import Admission
 from agi_bridge.asterisk.agi import FastAgiServer, PendingCalls, requested_agent
 from agi_bridge.asterisk.ami import AmiClient
 from agi_bridge.asterisk.audiosocket import AudioSocketServer
+from agi_bridge.asterisk.pending import CallOutcomes
 from agi_bridge.call import Call, Observer
 from agi_bridge.call.events import EndReason, LiveCall
 from agi_bridge.call.ports import CallIdentity, ChannelControl, MediaPort
@@ -106,6 +107,7 @@ class Bridge:
             max_pending=limits.max_pending_registrations,
             max_per_source=limits.max_pending_per_source,
         )
+        self.outcomes = CallOutcomes()  # how calls ended: the dialplan's FastAGI status
         self.calls: dict[int, Call] = {}
         self.finished_calls = 0
         self.draining = False
@@ -124,6 +126,7 @@ class Bridge:
                 max_per_source=limits.max_connections_per_source,
             ),
             secret=config.agi_secret(),
+            outcomes=self.outcomes,
         )
         host, port = split_hostport(config.listen.audiosocket)
         self.audiosocket = AudioSocketServer(
@@ -271,6 +274,7 @@ class Bridge:
             start_call=self.start_call,
             allow_unregistered=self.config.listen.audiosocket_unregistered == "default_agent",
             is_live=lambda call_id: self.find_call(call_id) is not None,
+            record_outcome=self.outcomes.record,
         )
 
     async def start_call(

@@ -27,6 +27,7 @@ from agi_bridge.asterisk.admission import LOOPBACK, Admission, Throttle, Ticket
 from agi_bridge.asterisk.pending import (
     SECRET_PARAMETER,
     CallMetadata,
+    CallOutcomes,
     PendingCalls,
     requested_agent,
 )
@@ -46,6 +47,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SCRIPT = "agent"
+# AGI(agi://HOST:PORT/status,UUID) after AudioSocket(): sets AGI_BRIDGE_STATUS from what
+# the bridge recorded, for when AMI could not set it (down, or not configured)
+STATUS_SCRIPT = "status"
+STATUS_VARIABLE = "AGI_BRIDGE_STATUS"
 UUID_VARIABLE = "AGI_BRIDGE_UUID"
 AGENT_VARIABLE = "AGI_BRIDGE_AGENT"
 _READ_SIZE = 4096
@@ -85,6 +90,7 @@ class FastAgiServer:
         admission: Admission | None = None,
         secret: str = "",
         script: str = SCRIPT,
+        outcomes: CallOutcomes | None = None,
     ) -> None:
         self.pending = pending
         self.host = host
@@ -101,6 +107,7 @@ class FastAgiServer:
         )
         self._secret = secret  # never logged
         self.script = script
+        self.outcomes = outcomes if outcomes is not None else CallOutcomes()
         self.refusing = ""  # why new calls are refused ("" = accepting)
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -239,6 +246,9 @@ class _Session:
         self.ticket.ready()
         channel = request.channel or "?"
 
+        if request.network_script == STATUS_SCRIPT and server.secret_ok(request):
+            await self._status(request)  # answered while draining too: calls still end
+            return
         if server.refusing:
             log.info("FastAGI channel=%s refused: %s", channel, server.refusing)
             await self._say(f"agi_bridge: {server.refusing}, call refused")
@@ -290,6 +300,19 @@ class _Session:
             request.callerid or "-",
             agent or "-",
         )
+
+    async def _status(self, request: proto.AgiRequest) -> None:
+        """``status,UUID``: set AGI_BRIDGE_STATUS to how that call ended, when known."""
+        wanted = (request.args[0] if request.args else "") or request.query.get("uuid", "")
+        outcome = self.server.outcomes.take(wanted)
+        log.info(
+            "FastAGI status of call %s for channel=%s: %s",
+            wanted or "?",
+            request.channel or "?",
+            outcome or "unknown",
+        )
+        if outcome:  # unknown: leave the variable alone (AMI may have set it)
+            await self._set(STATUS_VARIABLE, outcome)
 
     async def _read_request(self) -> proto.AgiRequest:
         parser = proto.AgiRequestParser()

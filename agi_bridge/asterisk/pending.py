@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from agi_bridge.asterisk.admission import Throttle
 from agi_bridge.protocol import agi as proto
 
-__all__ = ["SECRET_PARAMETER", "CallMetadata", "PendingCalls", "canonical_uuid", "requested_agent"]
+__all__ = [
+    "SECRET_PARAMETER",
+    "CallMetadata",
+    "CallOutcomes",
+    "PendingCalls",
+    "canonical_uuid",
+    "requested_agent",
+]
 
 log = logging.getLogger("agi_bridge.asterisk.agi")
 
@@ -189,3 +196,48 @@ class PendingCalls:
         else:
             self._per_source.pop(source, None)
         return meta
+
+
+class CallOutcomes:
+    """How recent calls ended (``completed``, ``failed`` ...), by call id, so that the
+    dialplan can ask over FastAGI (``AGI(agi://HOST/status,UUID)``) when AMI could not
+    set AGI_BRIDGE_STATUS. Bounded in count and age; an entry is read at most once."""
+
+    def __init__(
+        self,
+        *,
+        ttl: float = 300.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.clock = clock
+        self._outcomes: dict[str, tuple[float, str]] = {}  # insertion order = age
+
+    def __len__(self) -> int:
+        return len(self._outcomes)
+
+    def record(self, call_id: str, outcome: str) -> None:
+        key = canonical_uuid(call_id)
+        if key is None:
+            return
+        self._purge()
+        self._outcomes.pop(key, None)
+        while len(self._outcomes) >= self.max_entries:
+            del self._outcomes[next(iter(self._outcomes))]
+        self._outcomes[key] = (self.clock() + self.ttl, outcome)
+
+    def take(self, call_id: str) -> str | None:
+        self._purge()
+        key = canonical_uuid(call_id)
+        entry = self._outcomes.pop(key, None) if key is not None else None
+        return None if entry is None else entry[1]
+
+    def _purge(self) -> None:
+        now = self.clock()
+        while self._outcomes:
+            key, (deadline, _) = next(iter(self._outcomes.items()))
+            if deadline > now:
+                break
+            del self._outcomes[key]
