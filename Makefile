@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= examples/agi-bridge.yaml
 
-.PHONY: install test-env test test-unit lint run demo simulate bench clean up down logs smoke
+.PHONY: install test-env test test-unit lint run demo simulate bench soak clean up down logs smoke
 
 install: $(VENV)/.installed
 
@@ -46,6 +46,13 @@ simulate: install
 
 bench: install
 	$(BIN)/python bench/bench_calls.py
+
+# Not in CI: SOAK_CALLS calls at a time for SOAK_MINUTES minutes through one bridge,
+# sampling RSS, open files and late frames over time (bench/soak.py).
+SOAK_CALLS ?= 20
+SOAK_MINUTES ?= 10
+soak: install
+	$(BIN)/python bench/soak.py --calls $(SOAK_CALLS) --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
