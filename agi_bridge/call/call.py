@@ -64,6 +64,8 @@ INPUT_BATCH_BYTES = 320  # µ-law bytes per appended chunk: 40 ms
 # Asterisk the bridge appends that much silence instead (a phone's RTP never stops).
 CALLER_GAP_S = 0.2
 STATUS_VARIABLE = "AGI_BRIDGE_STATUS"
+ROLLOVER = "session rollover before the 60 minute limit"
+ROLLOVER_POLL_S = 0.25  # past the rollover time: how often to look for a pause
 RELEASE_TIMEOUT_S = 5.0
 
 TRANSITIONS: dict[State, frozenset[State]] = {
@@ -386,11 +388,17 @@ class Call:
         """
         conv = self.conversation
         reconnects = 0
-        stalled = False
+        stalled = resumed = False
         while True:
             try:
-                reason = await self._one_session(resumed=reconnects > 0, answer=stalled)
+                reason = await self._one_session(resumed=resumed, answer=stalled)
                 stalled = False
+                if reason == ROLLOVER:
+                    self._log.info("Realtime session renewed at a pause (%s)", reason)
+                    self._emit("reconnect", reason="rollover", attempt=reconnects)
+                    await self._drop_session()
+                    resumed = True
+                    continue
             except _Stalled as exc:
                 reason, stalled = str(exc), True
             except RealtimeError as exc:
@@ -404,6 +412,7 @@ class Call:
                 self.end(EndReason.REALTIME_FAILED, conv.fatal_error or reason)
                 return
             reconnects += 1
+            resumed = True
             self._log.warning("Realtime session lost (%s): resuming (%d)", reason, reconnects)
             self._emit("reconnect", reason=reason, attempt=reconnects)
             await self._drop_session()
@@ -411,8 +420,9 @@ class Call:
                 await asyncio.sleep(min(2.0, 0.25 * 2**reconnects))
 
     async def _one_session(self, *, resumed: bool, answer: bool = False) -> str:
-        """Run one provider session to its end; returns why it ended. Raises _Stalled
-        when the session owes an event and sends none for ``stall_timeout_s``."""
+        """Run one provider session to its end; returns why it ended (ROLLOVER: renew it
+        now, at a pause). Raises _Stalled when the session owes an event and sends none
+        for ``stall_timeout_s``."""
         conv = self.conversation
         self._provider = await self._connect(conv.model)
         opening = conv.open_session(resumed=resumed, answer=answer)
@@ -420,25 +430,47 @@ class Call:
         if self.state is State.CONNECTING:
             self._set_state(State.ACTIVE)
         await self._apply(opening[1:])
-        clock = self._clock
-        apply = self._apply
         stall_s = self._config.realtime.stall_timeout_s
+        rollover_at = self._clock() + (self._config.realtime.rollover_after_s or float("inf"))
         events = aiter(self._provider.events())
         event: p.ProviderEvent | None = None
-        while True:
-            waiting = conv.awaits_service(event)
-            try:
-                async with asyncio.timeout(stall_s if waiting and stall_s > 0 else None):
-                    event = await anext(events)
-            except StopAsyncIteration:
-                break
-            except TimeoutError:
-                raise _Stalled(f"Realtime stalled: no event for {stall_s:g} s") from None
-            outputs = conv.on_event(event, clock())
-            if outputs:
-                await apply(outputs)
-            if conv.playout.audible:
-                self._drained.clear()
+        speaking = False
+        # one read at a time, kept across wake-ups: cancelling it would end the stream
+        reading: asyncio.Future[p.ProviderEvent] | None = None
+        try:
+            while True:
+                # the service owes an event: a response requested or under way, or the
+                # caller just finished a turn (the service decides on a response)
+                waiting = conv.response.busy or isinstance(event, p.SpeechStopped)
+                limit = stall_s if waiting and stall_s > 0 else None
+                if not waiting and rollover_at < float("inf"):
+                    limit = max(ROLLOVER_POLL_S, rollover_at - self._clock())  # to renew
+                if reading is None:
+                    reading = asyncio.ensure_future(anext(events))
+                done, _ = await asyncio.wait({reading}, timeout=limit)
+                if done:
+                    finished, reading = reading, None
+                    try:
+                        event = finished.result()
+                    except StopAsyncIteration:
+                        break
+                elif waiting:
+                    raise _Stalled(f"Realtime stalled: no event for {stall_s:g} s")
+                else:
+                    event = None
+                if isinstance(event, p.SpeechStarted | p.SpeechStopped):
+                    speaking = isinstance(event, p.SpeechStarted)
+                if event is not None:
+                    outputs = conv.on_event(event, self._clock())
+                    if outputs:
+                        await self._apply(outputs)
+                if conv.playout.audible:
+                    self._drained.clear()
+                elif self._clock() >= rollover_at and not (conv.response.busy or speaking):
+                    return ROLLOVER  # a pause: nobody talks, nothing plays, nothing owed
+        finally:
+            if reading is not None:
+                reading.cancel()
         return conv.resumable_error or "Realtime session closed by the server"
 
     async def _drop_session(self) -> None:

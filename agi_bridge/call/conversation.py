@@ -209,11 +209,6 @@ class Conversation:
             out += self._want_response()
         return out
 
-    def awaits_service(self, last_event: object) -> bool:
-        """True while the service owes us an event: a response requested or under way,
-        or the caller just finished a turn (the service decides on a response)."""
-        return self.response.busy or isinstance(last_event, p.SpeechStopped)
-
     def session_lost(self) -> None:
         self.response.feed(RespEvent.LOST)
         self.streaming_items.clear()
@@ -462,7 +457,9 @@ class Conversation:
         """The tool's result goes back to the model; then a new response, unless the
         tool ends the turn (hangup) or the caller spoke while it ran."""
         caller_spoke = self._running_tools.pop(fc.call_id, False)
-        out: list[Output] = [p.ToolResult(fc.call_id, json.dumps(result))]
+        output = json.dumps(result)
+        out: list[Output] = [p.ToolResult(fc.call_id, output)]
+        self._history.append(f"Tool {fc.name}: {output[:MAX_TRANSCRIPT_CHARS]}")
         if (self.tools.continues(fc.name) or not result.get("ok")) and not caller_spoke:
             out += self._want_response()
         return out
@@ -485,6 +482,7 @@ class Conversation:
         """The digits of one burst (call/dtmf.py): one message to the model, one response."""
         if not digits or not self.agent.caller_dtmf_to_model:
             return []
+        self._history.append(f"Caller pressed: {digits}")  # carried into a new session
         return [p.AddMessage("user", f"[caller pressed {digits}]"), *self._want_response()]
 
     def operator_message(self, role: Literal["user", "system"], text: str) -> list[Output]:

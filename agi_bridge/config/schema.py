@@ -88,6 +88,10 @@ class Realtime:
     # requested or under way, the caller just stopped talking) is stalled: it is resumed
     # (a new session with the transcript so far, answering at once), as after a drop.
     stall_timeout_s: float = 4.0
+    # Sessions end after 60 minutes (session_expired): after this long the bridge moves
+    # the call to a new session at the next pause (nobody talking, nothing playing),
+    # with the transcript, tool results and caller DTMF so far; 0 = never.
+    rollover_after_s: float = 3300.0
 
 
 @dataclass(frozen=True)
