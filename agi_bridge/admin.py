@@ -92,6 +92,18 @@ def ensure_admin_token(config: Config, env: Mapping[str, str] | None = None) -> 
         log.info("admin API: token from %s", config.admin.token_env)
         return token
     path = token_path(config)
+    try:
+        return _token_from_file(config, path)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read or create the admin token file {path}: {exc.strerror}; "
+            f"set {config.admin.token_env} or another admin.token_file",
+            file=config.source,
+            key="admin.token_file",
+        ) from exc
+
+
+def _token_from_file(config: Config, path: Path) -> str:
     token = read_token_file(path)
     if token:
         if path.stat().st_mode & 0o077:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from agi_bridge.app import Bridge
+from agi_bridge.errors import ConfigError
 
 from .conftest import BridgeFactory, admin_headers
 from .helpers import config
@@ -134,3 +135,15 @@ async def test_the_cli_reads_the_token_file_of_the_config(
     assert await asyncio.to_thread(run_main, ["admin", "--url", url, "calls"]) == 1
     err = capsys.readouterr().err
     assert "HTTP 401" in err and "admin.token_file" in err
+
+
+def test_an_unusable_token_file_is_a_clear_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    cfg = config(AGENT)
+    cfg = dataclasses.replace(
+        cfg, admin=dataclasses.replace(cfg.admin, token_file=str(blocker / "admin.token"))
+    )
+    with pytest.raises(ConfigError) as info:
+        Bridge(cfg)
+    assert info.value.key == "admin.token_file" and "AGI_BRIDGE_ADMIN_TOKEN" in str(info.value)
