@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= examples/agi-bridge.yaml
 
-.PHONY: install test-env test test-unit lint run demo simulate bench clean up down logs smoke
+.PHONY: install test-env test test-unit lint run demo simulate bench soak clean up down logs smoke
 
 install: $(VENV)/.installed
 
@@ -33,8 +33,10 @@ lint: install
 	$(BIN)/ruff format --check agi_bridge tests bench
 	$(BIN)/mypy --strict agi_bridge
 
+# Without OPENAI_API_KEY, `make run` asks for the bundled simulator explicitly (serve
+# alone refuses to start without a key: realtime.simulator_without_key is false).
 run: install
-	$(BIN)/agi-bridge serve -c $(CONFIG)
+	AGI_BRIDGE_REALTIME_SIMULATOR_WITHOUT_KEY=true $(BIN)/agi-bridge serve -c $(CONFIG)
 
 demo: install
 	$(BIN)/agi-bridge demo -c $(CONFIG)
@@ -44,6 +46,13 @@ simulate: install
 
 bench: install
 	$(BIN)/python bench/bench_calls.py
+
+# Not in CI: SOAK_CALLS calls at a time for SOAK_MINUTES minutes through one bridge,
+# sampling RSS, open files and late frames over time (bench/soak.py).
+SOAK_CALLS ?= 20
+SOAK_MINUTES ?= 10
+soak: install
+	$(BIN)/python bench/soak.py --calls $(SOAK_CALLS) --minutes $(SOAK_MINUTES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

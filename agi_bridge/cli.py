@@ -71,13 +71,23 @@ async def _serve(cfg: Config) -> None:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    bridge = Bridge(cfg)
+
+    def on_signal() -> None:
+        if stop.is_set():
+            log.info("second stop signal: live calls go to the fallback now")
+            bridge.hurry()
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-    async with Bridge(cfg):
+            loop.add_signal_handler(sig, on_signal)
+    async with bridge:
         log.info("agi-bridge %s ready (config %s)", __version__, cfg.source or "built-in")
         await stop.wait()
-        log.info("shutting down: finishing live calls")
+        log.info("shutting down: refusing new calls, draining live ones")
+        await bridge.drain(cfg.limits.drain_timeout_s)
+    log.info("stopped")
 
 
 def _calls(cfg: Config, records_dir: str | None, limit: int) -> int:
@@ -132,6 +142,8 @@ async def _demo(cfg: Config, say: str, wav_out: str) -> int:
             audiosocket_unregistered="default_agent",  # the virtual caller has no FastAGI
         ),
         ami=dataclasses.replace(cfg.ami, enabled=False),
+        # the demo is offline by design: it asks for the simulator when no key is set
+        realtime=dataclasses.replace(cfg.realtime, simulator_without_key=True),
     )
 
     def show(call: CallView, kind: str, data: dict[str, Any]) -> None:

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from agi_bridge import audio
 from agi_bridge.call.conversation import Conversation, Emit, EndCall, FlushMedia, Output, RunTool
+from agi_bridge.call.dtmf import DtmfGate
 from agi_bridge.call.events import CallNotActive, EndReason, Observer, State
 from agi_bridge.call.ports import (
     CallerAudio,
@@ -63,6 +64,8 @@ INPUT_BATCH_BYTES = 320  # µ-law bytes per appended chunk: 40 ms
 # Asterisk the bridge appends that much silence instead (a phone's RTP never stops).
 CALLER_GAP_S = 0.2
 STATUS_VARIABLE = "AGI_BRIDGE_STATUS"
+ROLLOVER = "session rollover before the 60 minute limit"
+ROLLOVER_POLL_S = 0.25  # past the rollover time: how often to look for a pause
 RELEASE_TIMEOUT_S = 5.0
 
 TRANSITIONS: dict[State, frozenset[State]] = {
@@ -82,6 +85,10 @@ OUTCOMES: dict[EndReason, Outcome] = {
 
 class _Stop(Exception):
     """Raised inside the TaskGroup to end the call once its end reason is set."""
+
+
+class _Stalled(RealtimeError):
+    """The session is open but owes an event it does not send (resumed like a drop)."""
 
 
 class IllegalTransition(BridgeError):
@@ -133,6 +140,8 @@ class Call:
         self._provider: p.ProviderSession | None = None
         # set just before the channel is moved by a transfer: {destination, summary, ...}
         self.transfer_info: dict[str, Any] | None = None
+        self._dtmf = DtmfGate(clock)
+        self._dtmf_pressed = asyncio.Event()
         self._stop = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -220,6 +229,7 @@ class Call:
                 tg.create_task(self._pump_playout())
                 tg.create_task(self._pump_caller())
                 tg.create_task(self._fill_caller_gaps())
+                tg.create_task(self._pump_dtmf())
                 tg.create_task(self._run_session())
         except* _Stop:
             pass
@@ -298,12 +308,30 @@ class Call:
                 if isinstance(ev, CallerAudio):
                     self._on_caller_audio(ev.data)
                 elif isinstance(ev, CallerDtmf):
-                    await self._apply(self.conversation.caller_dtmf(ev.digit), quiet=True)
+                    self._on_caller_dtmf(ev.digit)
                 elif isinstance(ev, MediaEnded):
                     self.end(EndReason.CALLER_HANGUP, ev.detail)
                     return
             if len(self._in_batch) >= INPUT_BATCH_BYTES:
                 await self._flush_caller_audio()
+
+    def _on_caller_dtmf(self, digit: str) -> None:
+        if self._dtmf.press(digit):
+            for out in self.conversation.caller_dtmf(digit):
+                if isinstance(out, Emit):
+                    self._emit(out.kind, **out.data)
+            self._dtmf_pressed.set()
+        elif self._dtmf.dropped % 1000 == 1:  # a flood: one line per thousand
+            self._log.warning("caller DTMF over the rate limit: %d dropped", self._dtmf.dropped)
+
+    async def _pump_dtmf(self) -> None:
+        """Send the caller's digits to the model, one message per burst (see DtmfGate)."""
+        while True:
+            await self._dtmf_pressed.wait()
+            while (due := self._dtmf.due()) is not None and due > 0:  # noqa: ASYNC110 - a deadline that each press moves
+                await asyncio.sleep(due)
+            self._dtmf_pressed.clear()
+            await self._apply(self.conversation.caller_dtmf_burst(self._dtmf.take()), quiet=True)
 
     def _on_caller_audio(self, data: bytes) -> None:
         self.stats.frames_in += 1
@@ -360,11 +388,21 @@ class Call:
         """
         conv = self.conversation
         reconnects = 0
+        stalled = resumed = False
         while True:
             try:
-                reason = await self._one_session(resumed=reconnects > 0)
+                reason = await self._one_session(resumed=resumed, answer=stalled)
+                stalled = False
+                if reason == ROLLOVER:
+                    self._log.info("Realtime session renewed at a pause (%s)", reason)
+                    self._emit("reconnect", reason="rollover", attempt=reconnects)
+                    await self._drop_session()
+                    resumed = True
+                    continue
+            except _Stalled as exc:
+                reason, stalled = str(exc), True
             except RealtimeError as exc:
-                reason = str(exc)
+                reason, stalled = str(exc), False
                 if self._provider is None and reconnects == 0:
                     self.end(EndReason.REALTIME_FAILED, reason)  # never connected
                     return
@@ -374,28 +412,65 @@ class Call:
                 self.end(EndReason.REALTIME_FAILED, conv.fatal_error or reason)
                 return
             reconnects += 1
+            resumed = True
             self._log.warning("Realtime session lost (%s): resuming (%d)", reason, reconnects)
             self._emit("reconnect", reason=reason, attempt=reconnects)
             await self._drop_session()
-            await asyncio.sleep(min(2.0, 0.25 * 2**reconnects))
+            if not stalled:  # a stalled caller waits already: resume at once
+                await asyncio.sleep(min(2.0, 0.25 * 2**reconnects))
 
-    async def _one_session(self, *, resumed: bool) -> str:
-        """Run one provider session to its end; returns why it ended."""
+    async def _one_session(self, *, resumed: bool, answer: bool = False) -> str:
+        """Run one provider session to its end; returns why it ended (ROLLOVER: renew it
+        now, at a pause). Raises _Stalled when the session owes an event and sends none
+        for ``stall_timeout_s``."""
         conv = self.conversation
         self._provider = await self._connect(conv.model)
-        opening = conv.open_session(resumed=resumed)
+        opening = conv.open_session(resumed=resumed, answer=answer)
         await self._apply(opening[:1])  # the session's configuration first
         if self.state is State.CONNECTING:
             self._set_state(State.ACTIVE)
         await self._apply(opening[1:])
-        clock = self._clock
-        apply = self._apply
-        async for event in self._provider.events():
-            outputs = conv.on_event(event, clock())
-            if outputs:
-                await apply(outputs)
-            if conv.playout.audible:
-                self._drained.clear()
+        stall_s = self._config.realtime.stall_timeout_s
+        rollover_at = self._clock() + (self._config.realtime.rollover_after_s or float("inf"))
+        events = aiter(self._provider.events())
+        event: p.ProviderEvent | None = None
+        speaking = False
+        # one read at a time, kept across wake-ups: cancelling it would end the stream
+        reading: asyncio.Future[p.ProviderEvent] | None = None
+        try:
+            while True:
+                # the service owes an event: a response requested or under way, or the
+                # caller just finished a turn (the service decides on a response)
+                waiting = conv.response.busy or isinstance(event, p.SpeechStopped)
+                limit = stall_s if waiting and stall_s > 0 else None
+                if not waiting and rollover_at < float("inf"):
+                    limit = max(ROLLOVER_POLL_S, rollover_at - self._clock())  # to renew
+                if reading is None:
+                    reading = asyncio.ensure_future(anext(events))
+                done, _ = await asyncio.wait({reading}, timeout=limit)
+                if done:
+                    finished, reading = reading, None
+                    try:
+                        event = finished.result()
+                    except StopAsyncIteration:
+                        break
+                elif waiting:
+                    raise _Stalled(f"Realtime stalled: no event for {stall_s:g} s")
+                else:
+                    event = None
+                if isinstance(event, p.SpeechStarted | p.SpeechStopped):
+                    speaking = isinstance(event, p.SpeechStarted)
+                if event is not None:
+                    outputs = conv.on_event(event, self._clock())
+                    if outputs:
+                        await self._apply(outputs)
+                if conv.playout.audible:
+                    self._drained.clear()
+                elif self._clock() >= rollover_at and not (conv.response.busy or speaking):
+                    return ROLLOVER  # a pause: nobody talks, nothing plays, nothing owed
+        finally:
+            if reading is not None:
+                reading.cancel()
         return conv.resumable_error or "Realtime session closed by the server"
 
     async def _drop_session(self) -> None:

@@ -191,8 +191,9 @@ class Conversation:
 
     # ------------------------------------------------------------------ sessions
 
-    def open_session(self, *, resumed: bool) -> list[Output]:
-        """A new provider session: its configuration, and the greeting on the first one."""
+    def open_session(self, *, resumed: bool, answer: bool = False) -> list[Output]:
+        """A new provider session: its configuration, and the greeting on the first one;
+        with ``answer`` (the old one stalled while the caller waited) a response at once."""
         self.response.feed(RespEvent.LOST)
         self.resumable_error = ""
         self.streaming_items.clear()
@@ -208,6 +209,8 @@ class Conversation:
             # response instructions replace the session's for that response: keep the
             # agent's persona, language and date, and add what to say first
             out += self._want_response(f"{session.instructions}\n\n# Now\n{self.agent.greeting}")
+        elif resumed and answer:
+            out += self._want_response()
         return out
 
     def session_lost(self) -> None:
@@ -466,7 +469,9 @@ class Conversation:
         """The tool's result goes back to the model; then a new response, unless the
         tool ends the turn (hangup) or the caller spoke while it ran."""
         caller_spoke = self._running_tools.pop(fc.call_id, False)
-        out: list[Output] = [p.ToolResult(fc.call_id, json.dumps(result))]
+        output = json.dumps(result)
+        out: list[Output] = [p.ToolResult(fc.call_id, output)]
+        self._history.append(f"Tool {fc.name}: {output[:MAX_TRANSCRIPT_CHARS]}")
         if (self.tools.continues(fc.name) or not result.get("ok")) and not caller_spoke:
             out += self._want_response()
         return out
@@ -482,11 +487,15 @@ class Conversation:
     # ----------------------------------------------------------- caller and operator
 
     def caller_dtmf(self, digit: str) -> list[Output]:
-        out: list[Output] = [Emit("caller_dtmf", {"digit": digit})]
-        if self.agent.caller_dtmf_to_model:
-            out.append(p.AddMessage("user", f"[caller pressed {digit}]"))
-            out += self._want_response()
-        return out
+        """One digit the caller pressed (past the rate limit): recorded, not yet sent."""
+        return [Emit("caller_dtmf", {"digit": digit})]
+
+    def caller_dtmf_burst(self, digits: str) -> list[Output]:
+        """The digits of one burst (call/dtmf.py): one message to the model, one response."""
+        if not digits or not self.agent.caller_dtmf_to_model:
+            return []
+        self._history.append(f"Caller pressed: {digits}")  # carried into a new session
+        return [p.AddMessage("user", f"[caller pressed {digits}]"), *self._want_response()]
 
     def operator_message(self, role: Literal["user", "system"], text: str) -> list[Output]:
         self._log.info("operator %s message (%d chars)", role, len(text))

@@ -181,6 +181,14 @@ class _Loader:
             raise self.error(node, path, "expected 1..4096 or 'inf'")
         if name in ("audiosocket", "fastagi") or (name == "http" and value):
             _split_hostport(value, lambda m: self.error(node, path, m))
+        if name == "addresses":
+            for i, item in enumerate(value):
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise self.error(
+                        node, f"{path}[{i}]", f"not an IP address or network: {item!r}"
+                    ) from None
         if path == "webhook.url" and value and not value.startswith(("http://", "https://")):
             raise self.error(node, path, f"expected an http:// or https:// URL, got {value!r}")
         if (
@@ -211,10 +219,21 @@ def _kind(node: yaml.Node) -> str:
 
 
 def _split_hostport(value: str, err: Any) -> tuple[str, int]:
+    """HOST:PORT, IPv6 as ``[::1]:PORT``; a bare IPv6 address needs the brackets."""
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise err(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
+    if host.startswith("["):
+        if not host.endswith("]") or len(host) < 3:
+            raise err(f"expected [IPv6]:PORT, got {value!r}")
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise err(f"not an IPv6 address in {value!r}") from None
+    elif ":" in host:
+        raise err(f"an IPv6 address needs brackets: [{host}]:{port}, got {value!r}")
+    return host, int(port)
 
 
 def split_hostport(value: str) -> tuple[str, int]:
@@ -306,7 +325,7 @@ def _merged(base: yaml.MappingNode, node: yaml.Node, tp: Any) -> yaml.Node:
 ENV_PREFIX = "AGI_BRIDGE_"
 # AGI_BRIDGE_<SECTION>_<KEY> overrides <section>.<key> for these sections (addresses,
 # ports, credentials' locations): AGI_BRIDGE_LISTEN_AUDIOSOCKET, AGI_BRIDGE_AMI_HOST, ...
-ENV_SECTIONS = ("listen", "ami", "ari", "realtime")
+ENV_SECTIONS = ("listen", "ami", "ari", "asterisk", "realtime")
 
 
 def env_overrides(section: str) -> dict[str, str]:
@@ -326,6 +345,13 @@ def _apply_env(cfg: Config, env: Mapping[str, str]) -> Config:
         values: dict[str, Any] = {}
         for var, name in env_overrides(section).items():
             if var not in env:
+                continue
+            if hints[name] is str:
+                # Taken as written: YAML would read "[::1]:8088" as a flow sequence.
+                values[name] = env[var]
+                loader.check(
+                    yaml.ScalarNode("tag:yaml.org,2002:str", env[var]), var, name, env[var]
+                )
                 continue
             try:
                 node = yaml.compose(env[var], Loader=yaml.SafeLoader)

@@ -83,6 +83,18 @@ class Ari:
 
 
 @dataclass(frozen=True)
+class Asterisk:
+    """Who may reach the FastAGI and AudioSocket listeners: only Asterisk."""
+
+    # Peer addresses or networks (IPv4/IPv6, CIDR) allowed to connect; others are dropped.
+    addresses: tuple[str, ...] = ("127.0.0.0/8", "::1")
+    # Shared secret of the FastAGI URL, agi://HOST:4573/agent?secret=VALUE; read from this
+    # environment variable or file (the file wins); "" = no secret required.
+    agi_secret_env: str = "AGI_BRIDGE_AGI_SECRET"
+    agi_secret_file: str = ""
+
+
+@dataclass(frozen=True)
 class Realtime:
     # openai: wss://api.openai.com/v1/realtime (Bearer); azure: RESOURCE url + api-key header;
     # url: any compatible server (Bearer); simulator: the bundled test double, in-process.
@@ -91,13 +103,22 @@ class Realtime:
     model: str = DEFAULT_REALTIME_MODEL
     api_key_env: str = "OPENAI_API_KEY"
     # With provider openai and no key in api_key_env, run against the bundled simulator
-    # (the offline demo) instead of failing every call.
-    simulator_without_key: bool = True
+    # (the offline demo). Off by default: a production bridge whose key went missing must
+    # not answer real callers with the test double; `serve` refuses to start instead.
+    simulator_without_key: bool = False
     connect_timeout_s: float = 10.0
     # A session ends after 60 minutes (session_expired) or when the connection drops; the
     # call then goes on with a new session that gets the transcript so far, this many
     # times per call (0: end the call, the dialplan falls back).
     max_reconnects: int = 3
+    # A session that sends nothing this long while the bridge waits for it (a response
+    # requested or under way, the caller just stopped talking) is stalled: it is resumed
+    # (a new session with the transcript so far, answering at once), as after a drop.
+    stall_timeout_s: float = 4.0
+    # Sessions end after 60 minutes (session_expired): after this long the bridge moves
+    # the call to a new session at the next pause (nobody talking, nothing playing),
+    # with the transcript, tool results and caller DTMF so far; 0 = never.
+    rollover_after_s: float = 3300.0
 
 
 @dataclass(frozen=True)
@@ -212,8 +233,13 @@ class Admin:
     """The operator interface (HTTP JSON under /admin on the HTTP listener)."""
 
     enabled: bool = True
-    # Bearer token for /admin; required when the HTTP listener is not on a loopback address.
+    # Bearer token for /admin, always required: from this environment variable, else from
+    # token_file; when neither has one, the bridge generates it into token_file (0600).
     token_env: str = "AGI_BRIDGE_ADMIN_TOKEN"
+    token_file: str = "~/.config/agi-bridge/admin.token"  # `agi-bridge admin` reads it too
+    # Host names (besides IP literals and localhost) the admin API answers to; a request
+    # for any other Host, or with a foreign Origin, is refused (DNS rebinding, CSRF).
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -231,6 +257,20 @@ class Limits:
     hangup_drain_timeout_s: float = 15.0
     registration_ttl_s: float = 30.0
     first_frame_timeout_s: float = 10.0  # AudioSocket: UUID must arrive by then
+    # Before its first bytes (FastAGI environment, AudioSocket UUID) a connection is idle:
+    # closed after this long, and evicted first when a listener is full.
+    header_timeout_s: float = 2.0
+    max_connections_per_source: int = 100  # FastAGI and AudioSocket, each
+    max_fastagi_connections: int = 100
+    max_pending_registrations: int = 1000  # FastAGI calls waiting for their AudioSocket
+    max_pending_per_source: int = 500  # a flood from one peer evicts only its own
+    max_http_connections: int = 256  # listen.http: a new connection closes the oldest
+    http_idle_timeout_s: float = 10.0  # listen.http: no complete request by then: closed
+    # SIGTERM: new calls are refused at once; live calls may finish for this long, then
+    # go to the dialplan's fallback (a second SIGTERM ends the wait)
+    drain_timeout_s: float = 30.0
+    # /healthz reports unhealthy after this many calls in a row failed at Realtime
+    unhealthy_after_realtime_failures: int = 3
     transfer_drain_timeout_s: float = 10.0  # transfer: wait this long for the sentence to play
     transfer_close_timeout_s: float = 5.0  # after Redirect: wait for Asterisk to close the socket
 
@@ -357,6 +397,7 @@ class Config:
     listen: Listen = field(default_factory=Listen)
     ami: Ami = field(default_factory=Ami)
     ari: Ari = field(default_factory=Ari)
+    asterisk: Asterisk = field(default_factory=Asterisk)
     realtime: Realtime = field(default_factory=Realtime)
     agents: Mapping[str, Agent] = field(
         default_factory=lambda: types.MappingProxyType({"default": Agent()})
@@ -407,6 +448,12 @@ class Config:
         if agi_arg and agi_arg in self.agents:
             return agi_arg, "AGI argument"
         return self.default_agent, "default_agent"
+
+    def agi_secret(self) -> str:
+        """The FastAGI URL secret ("" = none); never logged."""
+        if self.asterisk.agi_secret_file:
+            return Path(self.asterisk.agi_secret_file).read_text().strip()
+        return os.environ.get(self.asterisk.agi_secret_env, "")
 
     def model_for(self, agent: Agent) -> str:
         """The model an agent's calls use: its own, else ``realtime.model`` (one source)."""

@@ -1270,6 +1270,7 @@ class FakeBridge:
         self.status = status
         self.ami_secret = ami_secret
         self.sessions: list[FakeSession] = []
+        self.status_requests: list[dict[str, str]] = []  # AGI(agi://.../status,UUID)
         self.errors: list[str] = []
         self._by_uuid: dict[str, FakeSession] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -1330,6 +1331,11 @@ class FakeBridge:
                     break
                 key, _, value = line.partition(": ")
                 env[key] = value
+            if env.get("agi_network_script", "").startswith("status"):
+                # the dialplan's status question after AudioSocket(): the fake sets the
+                # status over AMI only, so it has nothing to add here
+                self.status_requests.append(env)
+                return
             session = FakeSession(agi_env=env)
             self.sessions.append(session)
             if self.set_uuid:

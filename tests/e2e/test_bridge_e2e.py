@@ -82,8 +82,12 @@ async def rig(
 ) -> AsyncIterator[StartRig]:
     started: list[tuple[Bridge, Simulator]] = []
 
-    async def start(scenario: Scenario, agent_yaml: str = "") -> Rig:
+    async def start(
+        scenario: Scenario, agent_yaml: str = "", *, ami_up: bool = True, extra_yaml: str = ""
+    ) -> Rig:
+        """``ami_up=False``: the bridge's AMI points at a port nobody listens on (AMI down)."""
         agi_port, as_port = harness.free_port(), harness.free_port()
+        ami_port = harness.AMI_PORT if ami_up else harness.free_port()
         asterisk = asterisk_factory(
             env={"AGI_BRIDGE_AGI_PORT": str(agi_port), "AGI_BRIDGE_AUDIOSOCKET_PORT": str(as_port)}
         )
@@ -93,7 +97,7 @@ async def rig(
         cfg = load_text(
             f"""
 listen: {{audiosocket: "127.0.0.1:{as_port}", fastagi: "127.0.0.1:{agi_port}", http: ""}}
-ami: {{host: 127.0.0.1, port: {harness.AMI_PORT}, username: agi_bridge,
+ami: {{host: 127.0.0.1, port: {ami_port}, username: agi_bridge,
       secret_file: "{secret}"}}
 realtime: {{provider: url, url: "ws://unused", connect_timeout_s: 5}}
 records: {{enabled: false}}
@@ -103,6 +107,7 @@ agents:
     turn_detection: {{type: server_vad, silence_duration_ms: 500}}
 {agent_yaml}
 {transport.config}
+{extra_yaml}
 """,
             "e2e.yaml",
         )
@@ -119,7 +124,7 @@ agents:
         started.append((bridge, sim))
         assert bridge.ami is not None
         async with asyncio.timeout(10):
-            while not bridge.ami.connected:  # noqa: ASYNC110 - a property, no event to await
+            while ami_up and not bridge.ami.connected:  # noqa: ASYNC110 - a property
                 await asyncio.sleep(0.05)
         return holder[0]
 
@@ -336,3 +341,66 @@ async def test_a_realtime_drop_mid_call_is_survived(
     assert result.recording is not None
     assert harness.speech_present(result.recording, 6.5, 13.0, min_active=0.8)
     assert r.fallback_reasons() == []
+
+
+# ------------------------------------------------------------- issue 12: faults, shutdown
+
+HANGUP_GOODBYE = "Thank you for calling, have a great day, goodbye."
+
+
+def hangup_scenario() -> Scenario:
+    return Scenario(
+        greeting="Hi.",
+        turns=[
+            Turn(HANGUP_GOODBYE, tool_calls=(ToolCall("hangup", {"reason": "caller is done"}),))
+        ],
+    )
+
+
+async def test_completed_reaches_the_dialplan_while_ami_is_down(
+    rig: StartRig, softphone: MakePhone, tmp_path: Path
+) -> None:
+    r = await rig(hangup_scenario(), ami_up=False)
+    assert r.bridge.ami is not None and not r.bridge.ami.connected
+    wav = caller_wav(tmp_path, "That is all, thank you.", lead=1.5, trail=15.0)
+    result = await softphone().acall(harness.EXT_AGENT_DEFAULT, wav, duration=18.0)
+    assert result.established, result.log
+    assert result.ended_by_remote, "the agent hung up, not the phone"
+    assert r.of("end")[0]["reason"] == "agent_hangup"
+    # no AMI Setvar was possible: the dialplan's FastAGI status request told it
+    assert "completed by agent default" in r.asterisk.log_text()
+    assert r.fallback_reasons() == []
+    await asyncio.to_thread(r.asterisk.wait_for_no_channels, 5)
+
+
+async def test_call_over_max_calls_reaches_the_fallback(
+    rig: StartRig, softphone: MakePhone
+) -> None:
+    r = await rig(Scenario(greeting=GREETING), extra_yaml="limits: {max_calls: 0}")
+    result = await softphone().acall(harness.EXT_AGENT_DEFAULT, None, duration=20.0)
+    assert result.established, result.log
+    assert result.ended_by_remote and result.duration is not None and result.duration < 12.0
+    assert result.recording is not None
+    assert harness.speech_present(result.recording, 0.0, 4.0, min_active=1.0)  # "I'm sorry..."
+    assert r.fallback_reasons() == ["audiosocket-ended"]  # a hangup frame, not a reset
+    assert r.bridge.audiosocket.refused_calls == 1 and not r.of("start")
+    await asyncio.to_thread(r.asterisk.wait_for_no_channels, 5)
+
+
+async def test_shutdown_drain_lets_a_live_call_finish(
+    rig: StartRig, softphone: MakePhone, tmp_path: Path
+) -> None:
+    r = await rig(hangup_scenario())
+    wav = caller_wav(tmp_path, "That is all, thank you.", lead=2.5, trail=15.0)
+    phone = asyncio.create_task(softphone().acall(harness.EXT_AGENT_DEFAULT, wav, duration=20.0))
+    async with asyncio.timeout(15):
+        while not r.of("start"):  # noqa: ASYNC110 - events come from the bridge's observer
+            await asyncio.sleep(0.05)
+    handed_over = await r.bridge.drain(timeout=20.0)  # SIGTERM's drain, from the call's start
+    result = await phone
+    assert handed_over == 0, "the call finished by itself during the drain"
+    assert result.established and result.ended_by_remote, result.log
+    assert r.of("end")[0]["reason"] == "agent_hangup"
+    assert "completed by agent default" in r.asterisk.log_text()
+    assert r.fallback_reasons() == []
+    await asyncio.to_thread(r.asterisk.wait_for_no_channels, 5)

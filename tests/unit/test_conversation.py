@@ -269,9 +269,12 @@ def test_busy_error_asks_again_after_the_active_response() -> None:
 
 def test_caller_dtmf_reaches_the_model_only_when_configured() -> None:
     assert kinds(make(caller_dtmf_to_model=False).caller_dtmf("5")) == ["Emit"]
-    out = make(caller_dtmf_to_model=True).caller_dtmf("5")
-    assert p.AddMessage("user", "[caller pressed 5]") in out
+    assert make(caller_dtmf_to_model=False).caller_dtmf_burst("5") == []
+    assert kinds(make(caller_dtmf_to_model=True).caller_dtmf("5")) == ["Emit"]
+    out = make(caller_dtmf_to_model=True).caller_dtmf_burst("12#")  # one message per burst
+    assert p.AddMessage("user", "[caller pressed 12#]") in out
     assert any(isinstance(o, p.Respond) for o in out)
+    assert make().caller_dtmf_burst("") == []
 
 
 def test_turn_latency_is_measured_from_speech_stop_to_the_first_frame() -> None:

@@ -155,13 +155,17 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "virtual_caller",
         ),
     ),
-    ("edges", ("transports", "records", "metrics", "monitoring", "admin")),
+    ("edges", ("transports", "records", "metrics", "monitoring", "realtime_health", "admin")),
     ("app", ("app",)),
     ("commands", ("check", "outbound", "cli", "__main__")),
 ]
 # Observers see a call through call.events only; transports implement call.ports only.
 NARROW: dict[tuple[str, ...], tuple[str, ...]] = {
-    ("records", "metrics", "monitoring", "admin"): ("call.events", "call.ports", "call.stats"),
+    ("records", "metrics", "monitoring", "realtime_health", "admin"): (
+        "call.events",
+        "call.ports",
+        "call.stats",
+    ),
     ("transports",): ("call.ports",),
 }
 # Sans-I/O beyond the floor: the conversation rules and the seams do no I/O either.
