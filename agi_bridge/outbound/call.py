@@ -8,7 +8,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from agi_bridge.app import Bridge, ami_client
@@ -24,6 +24,7 @@ from agi_bridge.outbound.result import (
     OUTCOME_TEXT,
     CallResult,
     Printer,
+    Watcher,
     _arguments,
     _end_text,
     _int,
@@ -32,6 +33,7 @@ from agi_bridge.outbound.result import (
     dial_string,
     goal_config,
 )
+from agi_bridge.prompt_context import prompt_context, substitute
 from agi_bridge.protocol.agi import AgiRequest
 from agi_bridge.records import Ledger
 
@@ -58,6 +60,8 @@ class OutboundCall:
         printer: Printer | None = None,
         simulator_scenario: Any = None,
         channel_id: str | None = None,
+        variables: Mapping[str, str] | None = None,
+        watch: Watcher | None = None,
     ) -> None:
         if not config.ami.enabled:
             raise ConfigError("outbound calls need AMI (ami.enabled: true)", key="ami.enabled")
@@ -67,12 +71,15 @@ class OutboundCall:
         if self.timeout_s <= 0 or self.ring_timeout_s <= 0:
             raise ConfigError("timeouts must be > 0", key="--timeout")
         self.config = config
-        self.call_config = goal_config(config, agent, goal, greeting)
         self.destination = destination
         self.dial = dial_string(destination, out.dial_context)
         self.agent = agent
-        self.goal = goal.strip()
         self.caller_id = out.caller_id if caller_id is None else caller_id
+        self.variables = dict(variables or {})
+        context = prompt_context(self.caller_id, destination, self.variables)
+        self.goal = substitute(goal.strip(), context)
+        self.call_config = goal_config(config, agent, self.goal, greeting, context)
+        self._watch = watch
         self.channel_id = channel_id or str(uuid.uuid4())
         self._print = printer or (lambda line: None)
         self._scenario = simulator_scenario
@@ -82,7 +89,8 @@ class OutboundCall:
         self._hangups: list[AmiMessage] = []
         self._call: Any = None  # agi_bridge.call.Call once the agent has joined
         self._end: dict[str, Any] | None = None
-        self._stop_reason: str | None = None  # "timeout" | "interrupted", set by us
+        self._stop_reason: str | None = None  # "timeout" | "interrupted" | stop(), set by us
+        self._stop_detail = ""
         agent_cfg = self.call_config.agents[agent]
         self._ledger = Ledger(config.prices, agent_cfg.model or config.realtime.model)
         self.result = CallResult(
@@ -106,6 +114,13 @@ class OutboundCall:
             self._stop_reason = "interrupted"
         self._changed.set()
 
+    def stop(self, outcome: str, detail: str) -> None:
+        """End the call now with this outcome (``agi-bridge test``: stuck, dead_air)."""
+        if self._stop_reason is None:
+            self._stop_reason, self._stop_detail = outcome, detail
+            self._line(f"stopping: {outcome}: {detail}")
+        self._changed.set()
+
     @property
     def interrupted(self) -> bool:
         return self._stop_reason == "interrupted"
@@ -122,6 +137,7 @@ class OutboundCall:
         removers = [
             ami.add_event_listener("OriginateResponse", self._on_ami_event),
             ami.add_event_listener("Hangup", self._on_ami_event),
+            ami.add_event_listener("DTMFEnd", self._on_dtmf_event),
         ]
         bridge: Bridge | None = None
         try:
@@ -216,6 +232,8 @@ class OutboundCall:
         self.result.answered_after_s = _seconds(self.now())
         self.result.channel = ev.get("Channel")
         self._line(f"answered ({self.result.channel})")
+        if self._watch is not None:
+            self._watch("answered", {"channel": self.result.channel}, self.result.answered_after_s)
 
         # 2. the conversation: until the agent's call ends, or the channel hangs up unjoined
         def settled() -> bool:
@@ -267,6 +285,8 @@ class OutboundCall:
             log.info("hanging up %s: %s", self.channel_id, exc)
 
     def _stopped_detail(self) -> str:
+        if self._stop_detail:
+            return self._stop_detail
         if self._stop_reason == "interrupted":
             return "interrupted (Ctrl-C)"
         return f"no result within --timeout {self.timeout_s:g} s"
@@ -354,6 +374,29 @@ class OutboundCall:
                 return
         self._changed.set()
 
+    def _on_dtmf_event(self, ev: AmiMessage) -> None:
+        """Digits on the wire: DTMFEnd of our channel as sent, or, for a Local/ channel,
+        as the ;2 half received them (PlayDTMF on ;1 raises no event on ;1 itself)."""
+        uniqueid, direction = ev.get("Uniqueid"), ev.get("Direction").lower()
+        ours = (uniqueid == self.channel_id and direction == "sent") or (
+            uniqueid == f"{self.channel_id};2" and direction == "received"
+        )
+        if not ours:
+            return
+        digit = ev.get("Digit")
+        t = _seconds(self.now())
+        entry: dict[str, Any] = {
+            "digit": digit,
+            "t": t,
+            "duration_ms": _int(ev.get("DurationMs")),
+            "channel": ev.get("Channel"),
+            "direction": direction,
+        }
+        self.result.wire_digits.append(entry)
+        if self._watch is not None:
+            self._watch("wire_dtmf", entry, t)
+        self._changed.set()
+
     def _observe(self, call: Any, kind: str, data: dict[str, Any]) -> None:
         t = _seconds(self.now())
         self._ledger.add(kind, data, t)
@@ -397,6 +440,8 @@ class OutboundCall:
         elif kind == "end":
             self._end = dict(data)
             self._line(f"call ended: {_end_text(data)}")
+        if self._watch is not None:
+            self._watch(kind, data, t)
         self._changed.set()
 
     def _line(self, text: str) -> None:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from agi_bridge.config import Config
 from agi_bridge.errors import ConfigError
+from agi_bridge.prompt_context import substitute
 
 GOAL_ACHIEVED = "goal achieved"  # a hangup reason starting with this: exit code 0
 GOAL_NOT_ACHIEVED = "goal not achieved"
@@ -26,6 +27,9 @@ EXIT_CODES: dict[str, int] = {
     "congestion": 6,
     "failed": 7,
     "timeout": 8,
+    "machine": 9,  # an answering machine answered and the AMD policy is hangup
+    "stuck": 10,  # agi-bridge test: the same prompt again and again
+    "dead_air": 11,  # agi-bridge test: no callee speech for dead_air_s
     "interrupted": 130,
 }
 EXIT_USAGE = 2
@@ -39,6 +43,9 @@ OUTCOME_TEXT = {
     "congestion": "congestion",
     "failed": "failed",
     "timeout": "timeout",
+    "machine": "an answering machine answered",
+    "stuck": "stuck in the menu",
+    "dead_air": "dead air",
     "interrupted": "interrupted",
 }
 
@@ -78,6 +85,8 @@ END_GRACE_S = 10.0  # after our hangup, or the channel's: how long the call may 
 HANGUP_EVENT_WAIT_S = 1.0  # after a failed originate: wait this long for Hangup causes
 
 Printer = Callable[[str], None]
+# (kind, data, t): every call event, plus "answered" and "wire_dtmf" (agi-bridge test)
+Watcher = Callable[[str, dict[str, Any], float], None]
 
 
 def dial_string(destination: str, dial_context: str) -> str:
@@ -94,7 +103,13 @@ def dial_string(destination: str, dial_context: str) -> str:
     return f"Local/{dest}@{dial_context}"
 
 
-def goal_config(config: Config, agent: str, goal: str, greeting: str = "") -> Config:
+def goal_config(
+    config: Config,
+    agent: str,
+    goal: str,
+    greeting: str = "",
+    context: Mapping[str, str] | None = None,
+) -> Config:
     """The config of the call's own bridge: the agent with the goal, ephemeral listeners."""
     if agent not in config.agents:
         known = ", ".join(config.agents) or "none"
@@ -103,7 +118,11 @@ def goal_config(config: Config, agent: str, goal: str, greeting: str = "") -> Co
         raise ConfigError("the goal must not be empty", key="--goal")
     base = config.agents[agent]
     tools = tuple(base.tools) + tuple(t for t in CALL_TOOLS if t not in base.tools)
-    instructions = f"{base.instructions.strip()}\n\n{GOAL_INSTRUCTIONS.format(goal=goal.strip())}"
+    # {caller_id}, {dnid}, --var values: replaced where known, other braces left as written
+    values = context or {}
+    instructions = substitute(base.instructions.strip(), values)
+    instructions = f"{instructions}\n\n{GOAL_INSTRUCTIONS.format(goal=goal.strip())}"
+    greeting = substitute(greeting, values)
     agents = dict(config.agents)
     agents[agent] = dataclasses.replace(
         base, instructions=instructions, greeting=greeting, ivr_guidance=True, tools=tools
@@ -151,6 +170,9 @@ class CallResult:
     hangup_cause: int | None = None
     hangup_cause_text: str = ""
     digits: list[dict[str, Any]] = field(default_factory=list)  # {"digit", "t"}
+    # what Asterisk reports on the wire (AMI DTMFEnd): {"digit", "t", "duration_ms", ...}
+    wire_digits: list[dict[str, Any]] = field(default_factory=list)
+    amd: dict[str, str] = field(default_factory=dict)  # {"status", "cause"} when AMD ran
     transcript: list[dict[str, Any]] = field(default_factory=list)  # {"t", "who", "text"|...}
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)  # response.done usage, summed
