@@ -5,8 +5,8 @@ passed in by the runner, so the tests feed exact timelines.
 
 * :class:`Monitor` follows one call as it happens (callee speech from the Realtime VAD
   events, callee transcript turns, keypresses) and says when the case must end early:
-  ``stuck`` (the same prompt heard ``stuck_repeats`` times, or a menu unchanged after
-  ``stuck_repeats - 1`` keypresses in a row) or ``dead_air`` (no callee speech for
+  ``stuck`` (the same prompt heard ``stuck_repeats`` times, or ``stuck_repeats - 1``
+  keypresses in a row each answered by a prompt heard before: the menu never changes) or ``dead_air`` (no callee speech for
   ``dead_air_s``). It also measures the longest callee silence.
 * :func:`check` compares an :class:`Expect` with the :class:`Evidence` and returns every
   failed expectation with the evidence that shows why.
@@ -53,7 +53,6 @@ class Monitor:
         self._speaking = False
         self._silent_since: float | None = None  # None until answered
         self.longest_silence: tuple[float, float] = (0.0, 0.0)  # (from, to)
-        self._before_key: str | None = None  # the last prompt before the latest keypress
         self._await_after_key = False
         self._unchanged = 0
 
@@ -83,7 +82,7 @@ class Monitor:
         self.prompts.append((t, text))
         if self._await_after_key:
             self._await_after_key = False
-            if self._before_key is not None and same_prompt(self._before_key, text):
+            if same:  # nothing new after the keypress: a prompt heard before
                 self._unchanged += 1
             else:
                 self._unchanged = 0
@@ -98,14 +97,12 @@ class Monitor:
             elif self.stuck_repeats > 1 and self._unchanged >= self.stuck_repeats - 1:
                 self.stop = Stop(
                     "stuck",
-                    f"the menu did not change after {self._unchanged} keypresses in a row: "
-                    f"{_quote(text)}",
+                    f"{self._unchanged} keypresses in a row led to no new prompt (the menu "
+                    f"does not change): {_quote(text)}",
                 )
         return self.stop
 
     def key_sent(self, t: float) -> None:
-        if self.prompts and not self._await_after_key:
-            self._before_key = self.prompts[-1][1]
         self._await_after_key = True
 
     def tick(self, t: float) -> Stop | None:
