@@ -83,9 +83,9 @@ def test_suite_errors_name_file_key_and_line(change: tuple[str, str], where: str
 
 
 def test_suite_without_cases_or_not_yaml() -> None:
-    with pytest.raises(ConfigError, match="s.yaml: the suite is empty"):
+    with pytest.raises(ConfigError, match=r"s\.yaml: the suite is empty"):
         load_suite_text("", "s.yaml")
-    with pytest.raises(ConfigError, match="s.yaml:1 cases: the suite needs at least one case"):
+    with pytest.raises(ConfigError, match=r"s\.yaml:1 cases: the suite needs at least one case"):
         load_suite_text("cases: []\n", "s.yaml")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_suite_text("cases: [\n", "s.yaml")
