@@ -7,7 +7,8 @@ passed in by the runner, so the tests feed exact timelines.
   events, callee transcript turns, keypresses) and says when the case must end early:
   ``stuck`` (the same prompt heard ``stuck_repeats`` times, or ``stuck_repeats - 1``
   keypresses in a row each answered by a prompt heard before: the menu never changes)
-  or ``dead_air`` (no callee speech for ``dead_air_s``). It also measures the longest callee silence.
+  or ``dead_air`` (no callee speech for ``dead_air_s``). It also measures the longest
+  callee silence.
 * :func:`check` compares an :class:`Expect` with the :class:`Evidence` and returns every
   failed expectation with the evidence that shows why.
 """
