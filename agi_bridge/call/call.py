@@ -35,6 +35,7 @@ from typing import Any, Literal, Protocol
 
 from agi_bridge import audio
 from agi_bridge.config import Agent, Config, TransferTarget
+from agi_bridge.digits import MASK, DigitCollector
 from agi_bridge.errors import (
     AmiError,
     AudioSocketError,
@@ -276,6 +277,9 @@ class Call:
         self._resumable_error = ""  # e.g. session_expired: the next session carries on
         # the conversation so far, for a resumed session's instructions (bounded)
         self._history: deque[str] = deque(maxlen=40)
+        # collect_digits: caller digits go here, masked, not to the model (digits.py)
+        self._digits = DigitCollector()
+        self._digits_changed = asyncio.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -498,6 +502,10 @@ class Call:
         self.stats.frame_to_send_ms.append((self._clock() - self._batch_started_at) * 1000)
 
     def _on_caller_dtmf(self, digit: str) -> None:
+        if self._digits.feed(digit, self._clock()):
+            self._emit("caller_dtmf", digit=MASK, masked=True)  # records show the mask
+            self._digits_changed.set()
+            return
         self._emit("caller_dtmf", digit=digit)
         if not self.agent.caller_dtmf_to_model or self._rt is None:
             return
@@ -935,6 +943,28 @@ class Call:
         await self._update_session()
         self._log.info("agent switched: %s -> %s", previous, name)
         self._emit("agent_switch", agent=name, previous=previous)
+
+    async def collect_digits(self, max_digits: int, terminator: str, timeout_s: float) -> str:
+        """The digits the caller types next (tools.collect_digits_tool); never logged."""
+        try:
+            self._digits.start(
+                self._clock(), max_digits=max_digits, terminator=terminator, timeout_s=timeout_s
+            )
+        except ValueError as exc:
+            raise ToolError(str(exc)) from None
+        try:
+            while self._digits.active and not self._digits.expired(self._clock()):
+                deadline = self._digits.next_deadline()
+                wait = max(0.0, (deadline or self._clock()) - self._clock())
+                self._digits_changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait + 0.01):
+                        await self._digits_changed.wait()
+        finally:
+            done = self._digits.take()
+        digits = done.digits if done else ""
+        self._log.info("collected %d digits (%s)", len(digits), done.ended if done else "cancelled")
+        return digits
 
     def call_info(self) -> dict[str, str]:
         """Who this call is (webhook tools send it along with their arguments)."""

@@ -392,6 +392,14 @@ def _validate(cfg: Config, loader: _Loader) -> None:
                 )
         if "transfer" in agent.tools and not agent.transfer_targets:
             raise fail(f"{where}.tools", "transfer needs transfer_targets for this agent")
+        if "collect_digits" in agent.tools and agent.collect_digits_webhook not in cfg.tools:
+            raise fail(
+                f"{where}.collect_digits_webhook"
+                if agent.collect_digits_webhook
+                else f"{where}.tools",
+                "collect_digits needs collect_digits_webhook: the name of a webhook in tools:"
+                f" (tools: {', '.join(cfg.tools) or 'none'})",
+            )
         if "switch_agent" in agent.tools and not agent.handoff_agents:
             raise fail(f"{where}.tools", "switch_agent needs handoff_agents for this agent")
         for target_name, target in agent.transfer_targets.items():

@@ -19,6 +19,9 @@ SANS_IO = [
     *sorted((PACKAGE / "protocol").glob("*.py")),
     PACKAGE / "audio.py",
     PACKAGE / "playout.py",
+    PACKAGE / "digits.py",
+    PACKAGE / "keypress_quiet.py",
+    PACKAGE / "prompt_context.py",
 ]
 
 # top-level modules whose presence means I/O or an event loop
