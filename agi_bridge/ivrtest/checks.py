@@ -146,6 +146,7 @@ class Evidence:
     wire_digits: list[dict[str, Any]] = field(default_factory=list)  # {"digit", "t"}
     callee: list[tuple[float, str]] = field(default_factory=list)  # callee turns
     longest_silence: tuple[float, float] = (0.0, 0.0)
+    amd: dict[str, str] = field(default_factory=dict)  # {"status", "cause"} when AMD ran
 
     @property
     def digits(self) -> str:
@@ -222,6 +223,15 @@ def check(expect: Expect, ev: Evidence) -> list[Failure]:
                 )
             )
     failures += _check_order(expect.prompts_in_order, ev)
+    if expect.amd and ev.amd.get("status") != expect.amd:
+        got = ev.amd.get("status") or "no AMD result"
+        failures.append(
+            Failure(
+                "expect.amd",
+                f"expected {expect.amd}, got {got}",
+                f"AMD cause {ev.amd.get('cause') or '-'}; {ev.outcome}: {ev.detail or '-'}",
+            )
+        )
     if expect.max_duration_s is not None and ev.duration_s > expect.max_duration_s:
         failures.append(
             Failure(

@@ -74,6 +74,8 @@ class CaseRun:
             simulator_scenario=scenario,
             variables=case.variables,
             watch=self._watch,
+            amd=case.amd,
+            voicemail_message=case.voicemail_message,
         )
 
     def _watch(self, kind: str, data: dict[str, Any], t: float) -> None:
@@ -124,6 +126,7 @@ class CaseRun:
                 if e.get("who") == "callee" and e.get("text")
             ],
             longest_silence=self.monitor.longest_silence,
+            amd=dict(result.amd),
         )
         failures = check(self.case.expect, evidence)
         verdict = CaseVerdict(

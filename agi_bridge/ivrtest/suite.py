@@ -38,10 +38,11 @@ import yaml
 from agi_bridge.config.load import _Loader
 from agi_bridge.config.schema import DialString
 from agi_bridge.errors import ConfigError
-from agi_bridge.outbound.result import EXIT_CODES
+from agi_bridge.outbound.result import AMD_POLICIES, EXIT_CODES
 
 # Outcomes an expectation may name: those of `agi-bridge call` plus the detectors'.
 OUTCOMES = tuple(EXIT_CODES)
+AMD_STATUSES = ("HUMAN", "MACHINE", "NOTSURE")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Expect:
     prompts_in_order: tuple[str, ...] = ()
     max_duration_s: float | None = None  # answer to end, seconds
     max_silence_s: float | None = None  # longest stretch without callee speech, seconds
+    amd: str = ""  # Asterisk's AMD() verdict (the case sets amd): HUMAN, MACHINE, NOTSURE
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,9 @@ class Case:
     # The same prompt heard this many times, or a menu unchanged after this many
     # keypresses, ends the case as stuck (0: off).
     stuck_repeats: int = 3
+    # Answering-machine detection and what to do with a machine: hangup, message, talk.
+    amd: str = ""
+    voicemail_message: str = ""
     expect: Expect = field(default_factory=Expect)
 
 
@@ -141,6 +146,10 @@ def load_suite_text(text: str, file: str = "<string>") -> Suite:
             value = getattr(case, key)
             if value is not None and value <= 0:
                 raise fail(f"{where}.{key}", "must be > 0")
+        if case.amd and case.amd not in AMD_POLICIES:
+            raise fail(f"{where}.amd", f"expected one of {', '.join(AMD_POLICIES)}")
+        if case.expect.amd and not case.amd:
+            raise fail(f"{where}.expect.amd", "needs amd (a policy) in the case")
         _check_expect(case.expect, f"{where}.expect", fail)
     return dataclasses.replace(suite, source=file)
 
@@ -151,6 +160,8 @@ def _check_expect(expect: Expect, where: str, fail: Any) -> None:
         if outcome and outcome not in OUTCOMES:
             key = f"{where}.outcome" if isinstance(expect.outcome, str) else f"{where}.outcome[{j}]"
             raise fail(key, f"unknown outcome {outcome!r}, expected one of {', '.join(OUTCOMES)}")
+    if expect.amd and expect.amd not in AMD_STATUSES:
+        raise fail(f"{where}.amd", f"expected one of {', '.join(AMD_STATUSES)}")
     if expect.digits and expect.digits_match:
         raise fail(f"{where}.digits_match", "give digits or digits_match, not both")
     if expect.digits and not re.fullmatch(r"[0-9*#A-D]+", expect.digits):

@@ -28,7 +28,15 @@ How a call is placed (verified on Asterisk 22.10.1, see tests/e2e/test_outbound_
 
 Exit codes (:data:`EXIT_CODES`): 0 goal achieved, 1 goal not achieved, 2 usage or
 configuration error, 3 remote hung up, 4 no answer, 5 busy, 6 congestion, 7 failed,
-8 timeout, 130 interrupted. ``--csv FILE --concurrency N`` places one call per row (each
+8 timeout, 9 answering machine (--amd hangup), 10 stuck, 11 dead air (agi-bridge test),
+12 voicemail left (--amd message), 130 interrupted.
+
+Per-call context: ``{caller_id}``, ``{dnid}`` (the destination) and ``--var KEY=VALUE``
+are substituted into the goal, the agent's instructions and its greeting
+(agi_bridge/prompt_context.py). ``--amd POLICY`` runs Asterisk's AMD() on the answered
+leg first ([agi-bridge-amd] in the shipped dialplan) and reports ``amd`` {status: HUMAN |
+MACHINE | NOTSURE, cause}; a machine is hung up on, gets a message after its beep, or is
+talked to. ``--csv FILE --concurrency N`` places one call per row (each
 with its own bridge), N at a time; exit code 0 when every goal was achieved, else 1.
 """
 

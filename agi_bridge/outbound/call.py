@@ -12,10 +12,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from agi_bridge.app import Bridge, ami_client
+from agi_bridge.asterisk.agi import requested_agent
 from agi_bridge.asterisk.ami import AmiClient, AmiMessage
 from agi_bridge.config import Config
 from agi_bridge.errors import AmiError, BridgeError, ConfigError
 from agi_bridge.outbound.result import (
+    AMD_POLICIES,
     AMI_CONNECT_TIMEOUT_S,
     END_GRACE_S,
     GOAL_ACHIEVED,
@@ -32,6 +34,7 @@ from agi_bridge.outbound.result import (
     bridge_host,
     dial_string,
     goal_config,
+    voicemail_config,
 )
 from agi_bridge.prompt_context import prompt_context, substitute
 from agi_bridge.protocol.agi import AgiRequest
@@ -62,6 +65,8 @@ class OutboundCall:
         channel_id: str | None = None,
         variables: Mapping[str, str] | None = None,
         watch: Watcher | None = None,
+        amd: str = "",
+        voicemail_message: str = "",
     ) -> None:
         if not config.ami.enabled:
             raise ConfigError("outbound calls need AMI (ami.enabled: true)", key="ami.enabled")
@@ -80,6 +85,18 @@ class OutboundCall:
         self.goal = substitute(goal.strip(), context)
         self.call_config = goal_config(config, agent, self.goal, greeting, context)
         self._watch = watch
+        if amd and amd not in AMD_POLICIES:
+            raise ConfigError(f"expected one of {', '.join(AMD_POLICIES)}", key="--amd")
+        self.amd = amd
+        self.voicemail_agent = ""
+        self._voicemail = False  # the voicemail agent joined (--amd message)
+        if amd == "message":
+            message = substitute(voicemail_message.strip(), context) or (
+                f"(say who you are and why you called: {self.goal})"
+            )
+            self.call_config, self.voicemail_agent = voicemail_config(
+                self.call_config, agent, message
+            )
         self.channel_id = channel_id or str(uuid.uuid4())
         self._print = printer or (lambda line: None)
         self._scenario = simulator_scenario
@@ -138,6 +155,7 @@ class OutboundCall:
             ami.add_event_listener("OriginateResponse", self._on_ami_event),
             ami.add_event_listener("Hangup", self._on_ami_event),
             ami.add_event_listener("DTMFEnd", self._on_dtmf_event),
+            ami.add_event_listener("UserEvent", self._on_user_event),
         ]
         bridge: Bridge | None = None
         try:
@@ -182,6 +200,10 @@ class OutboundCall:
             "AGI_BRIDGE_AGI_PORT": str(bridge.fastagi.port),
             "AGI_BRIDGE_AUDIOSOCKET_PORT": str(bridge.audiosocket.port),
         }
+        if self.amd:  # the dialplan runs AMD() first ([agi-bridge-amd])
+            variables["AGI_BRIDGE_AMD"] = self.amd
+            if self.voicemail_agent:
+                variables["AGI_BRIDGE_AMD_AGENT"] = self.voicemail_agent
         self._line(
             f"dialing {self.dial} (agent {self.agent}, rings up to {self.ring_timeout_s:g} s)"
         )
@@ -295,6 +317,18 @@ class OutboundCall:
 
     def _conclude(self) -> None:
         end = self._end
+        amd = self.result.amd
+        if end is None and amd.get("status") == "MACHINE" and self.amd == "hangup":
+            self._finish("machine", f"answering machine ({amd.get('cause')}): hung up (--amd)")
+            return
+        if end is not None and self._voicemail and self._stop_reason is None:
+            said = any(e["who"] == "agent" and e.get("text") for e in self.result.transcript)
+            self.result.end_reason = str(end.get("reason", ""))
+            if said:
+                self._finish("voicemail_left", f"message left after the beep ({amd.get('cause')})")
+            else:
+                self._finish("goal_not_achieved", "answering machine: no message was left")
+            return
         if end is None:
             if self._stop_reason is not None:
                 self._finish(self._stop_reason, self._stopped_detail())
@@ -352,7 +386,8 @@ class OutboundCall:
     # ------------------------------------------------------------------ events
 
     def _accept(self, request: AgiRequest) -> str | None:
-        """FastAGI: only our channel, always with our agent (routes do not apply)."""
+        """FastAGI: only our channel, with our agent (routes do not apply), or the
+        voicemail agent when the dialplan's AMD step asks for it (--amd message)."""
         if request.uniqueid != self.channel_id:
             log.warning(
                 "FastAGI from %s (uniqueid %s) is not this call (%s): refused",
@@ -361,6 +396,10 @@ class OutboundCall:
                 self.channel_id,
             )
             return None
+        if self.voicemail_agent and requested_agent(request) == self.voicemail_agent:
+            self._voicemail = True
+            self._line("answering machine: the agent leaves the message")
+            return self.voicemail_agent
         return self.agent
 
     def _on_ami_event(self, ev: AmiMessage) -> None:
@@ -372,6 +411,18 @@ class OutboundCall:
                 self._hangups.append(ev)
             else:
                 return
+        self._changed.set()
+
+    def _on_user_event(self, ev: AmiMessage) -> None:
+        """The AMD() result of our channel (UserEvent AgiBridgeAmd from the dialplan)."""
+        if ev.get("UserEvent") != "AgiBridgeAmd" or ev.get("Uniqueid") != self.channel_id:
+            return
+        amd = {"status": ev.get("Status"), "cause": ev.get("Cause"), "policy": self.amd}
+        self.result.amd = amd
+        t = _seconds(self.now())
+        self._line(f"AMD: {amd['status']} ({amd['cause']}), policy {self.amd}")
+        if self._watch is not None:
+            self._watch("amd", dict(amd), t)
         self._changed.set()
 
     def _on_dtmf_event(self, ev: AmiMessage) -> None:

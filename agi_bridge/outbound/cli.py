@@ -15,7 +15,8 @@ from typing import Any
 from agi_bridge.config import Config
 from agi_bridge.errors import ConfigError
 from agi_bridge.outbound.call import OutboundCall
-from agi_bridge.outbound.result import OUTCOME_TEXT, CallResult, Printer
+from agi_bridge.outbound.result import AMD_POLICIES, OUTCOME_TEXT, CallResult, Printer
+from agi_bridge.prompt_context import parse_var
 
 # ---------------------------------------------------------------------------- output
 
@@ -89,7 +90,10 @@ exit codes:
   1  goal not achieved        6  congestion
   2  usage or config error    7  failed (invalid destination, unreachable, bridge error)
   3  the far end hung up      8  timeout (--timeout)
-  4  no answer                130 interrupted (Ctrl-C)
+  4  no answer                9  an answering machine (--amd hangup)
+  12 voicemail left (--amd message)
+  10 stuck, 11 dead air       (agi-bridge test)
+  130 interrupted (Ctrl-C)
 
 --csv FILE: one call per row (header: destination, and optionally goal, agent,
 caller_id; empty cells use --goal/--agent/--caller-id), --concurrency at a time. Exit
@@ -129,6 +133,21 @@ def add_cli(sub: Any) -> None:
     p.add_argument(
         "--caller-id", help="CallerID, e.g. '\"Bot\" <5551000>' (default outbound.caller_id)"
     )
+    p.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a value for {KEY} in the goal, instructions and greeting (repeatable); "
+        "{caller_id} and {dnid} are always known",
+    )
+    p.add_argument(
+        "--amd",
+        choices=AMD_POLICIES,
+        help="detect answering machines (Asterisk AMD()) and, for a machine: hangup, "
+        "message (leave --voicemail-message after the beep) or talk",
+    )
+    p.add_argument("--voicemail-message", default="", help="--amd message: what to say")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.add_argument(
         "--record",
@@ -193,6 +212,14 @@ def run_cli(args: argparse.Namespace, config: Config) -> int:
 
         return show
 
+    variables: dict[str, str] = {}
+    for item in args.var:
+        try:
+            key, value = parse_var(item)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key="--var") from None
+        variables[key] = value
+
     def runner(destination: str, row: dict[str, str], prefix: str = "") -> OutboundCall:
         goal = row.get("goal") or args.goal
         if not goal:
@@ -207,6 +234,9 @@ def run_cli(args: argparse.Namespace, config: Config) -> int:
             caller_id=row.get("caller_id") or args.caller_id,
             printer=printer(prefix),
             simulator_scenario=scenario,
+            variables=variables,
+            amd=args.amd or "",
+            voicemail_message=args.voicemail_message,
         )
 
     if args.csv:

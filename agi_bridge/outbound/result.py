@@ -28,6 +28,7 @@ EXIT_CODES: dict[str, int] = {
     "failed": 7,
     "timeout": 8,
     "machine": 9,  # an answering machine answered and the AMD policy is hangup
+    "voicemail_left": 12,  # --amd message: a machine answered and the agent left a message
     "stuck": 10,  # agi-bridge test: the same prompt again and again
     "dead_air": 11,  # agi-bridge test: no callee speech for dead_air_s
     "interrupted": 130,
@@ -44,6 +45,7 @@ OUTCOME_TEXT = {
     "failed": "failed",
     "timeout": "timeout",
     "machine": "an answering machine answered",
+    "voicemail_left": "voicemail message left",
     "stuck": "stuck in the menu",
     "dead_air": "dead air",
     "interrupted": "interrupted",
@@ -80,6 +82,16 @@ Your goal: {goal}
 """
 
 CALL_TOOLS = ("send_dtmf", "hangup")
+AMD_POLICIES = ("hangup", "message", "talk")  # --amd: what to do when a machine answers
+VOICEMAIL_SUFFIX = "-voicemail"  # the agent that leaves the message (--amd message)
+
+VOICEMAIL_INSTRUCTIONS = """\
+# This call
+You placed this phone call and reached an answering machine. Its greeting and beep are
+over: it is recording now. Leave this message, once, clearly and briefly, then call
+hangup with the reason "voicemail left". Do not wait for an answer.
+The message: {message}
+"""
 AMI_CONNECT_TIMEOUT_S = 10.0
 END_GRACE_S = 10.0  # after our hangup, or the channel's: how long the call may take to end
 HANGUP_EVENT_WAIT_S = 1.0  # after a failed originate: wait this long for Hangup causes
@@ -139,6 +151,23 @@ def goal_config(
         http="",  # no /metrics or /admin: a running `agi-bridge serve` may hold the port
     )
     return dataclasses.replace(config, listen=listen, agents=types.MappingProxyType(agents))
+
+
+def voicemail_config(config: Config, agent: str, message: str) -> tuple[Config, str]:
+    """``config`` with one more agent, ``<agent>-voicemail``, that leaves ``message`` on an
+    answering machine (speaks first, hangup only); returns the config and its name."""
+    base = config.agents[agent]
+    name = agent + VOICEMAIL_SUFFIX
+    agents = dict(config.agents)
+    agents[name] = dataclasses.replace(
+        base,
+        instructions=f"{base.instructions.strip()}\n\n"
+        + VOICEMAIL_INSTRUCTIONS.format(message=message.strip()),
+        greeting="Leave the message now.",
+        ivr_guidance=False,
+        tools=("hangup",),
+    )
+    return dataclasses.replace(config, agents=types.MappingProxyType(agents)), name
 
 
 def bridge_host(config: Config) -> str:
