@@ -400,6 +400,12 @@ def _validate(cfg: Config, loader: _Loader) -> None:
                 "collect_digits needs collect_digits_webhook: the name of a webhook in tools:"
                 f" (tools: {', '.join(cfg.tools) or 'none'})",
             )
+        if agent.lookup_webhook and agent.lookup_webhook not in cfg.tools:
+            raise fail(
+                f"{where}.lookup_webhook",
+                f"unknown webhook {agent.lookup_webhook!r} "
+                f"(tools: {', '.join(cfg.tools) or 'none'})",
+            )
         if "switch_agent" in agent.tools and not agent.handoff_agents:
             raise fail(f"{where}.tools", "switch_agent needs handoff_agents for this agent")
         for target_name, target in agent.transfer_targets.items():

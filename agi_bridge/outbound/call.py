@@ -16,6 +16,7 @@ from agi_bridge.asterisk.agi import requested_agent
 from agi_bridge.asterisk.ami import AmiClient, AmiMessage
 from agi_bridge.config import Config
 from agi_bridge.errors import AmiError, BridgeError, ConfigError
+from agi_bridge.lookup import lookup_values
 from agi_bridge.outbound.result import (
     AMD_POLICIES,
     AMI_CONNECT_TIMEOUT_S,
@@ -81,22 +82,15 @@ class OutboundCall:
         self.agent = agent
         self.caller_id = out.caller_id if caller_id is None else caller_id
         self.variables = dict(variables or {})
-        context = prompt_context(self.caller_id, destination, self.variables)
-        self.goal = substitute(goal.strip(), context)
-        self.call_config = goal_config(config, agent, self.goal, greeting, context)
         self._watch = watch
         if amd and amd not in AMD_POLICIES:
             raise ConfigError(f"expected one of {', '.join(AMD_POLICIES)}", key="--amd")
         self.amd = amd
         self.voicemail_agent = ""
         self._voicemail = False  # the voicemail agent joined (--amd message)
-        if amd == "message":
-            message = substitute(voicemail_message.strip(), context) or (
-                f"(say who you are and why you called: {self.goal})"
-            )
-            self.call_config, self.voicemail_agent = voicemail_config(
-                self.call_config, agent, message
-            )
+        self._texts = (goal, greeting, voicemail_message)  # before substitution
+        self.context = prompt_context(self.caller_id, destination, self.variables)
+        self._configure()
         self.channel_id = channel_id or str(uuid.uuid4())
         self._print = printer or (lambda line: None)
         self._scenario = simulator_scenario
@@ -119,6 +113,36 @@ class OutboundCall:
             goal=self.goal,
             channel_id=self.channel_id,
         )
+
+    def _configure(self) -> None:
+        """The call's config from the prompt values known now (again after a lookup)."""
+        goal, greeting, voicemail_message = self._texts
+        self.goal = substitute(goal.strip(), self.context)
+        self.call_config = goal_config(self.config, self.agent, self.goal, greeting, self.context)
+        if self.amd == "message":
+            message = substitute(voicemail_message.strip(), self.context) or (
+                f"(say who you are and why you called: {self.goal})"
+            )
+            self.call_config, self.voicemail_agent = voicemail_config(
+                self.call_config, self.agent, message
+            )
+
+    async def _lookup(self) -> None:
+        """The agent's lookup webhook, before dialing: {lookup}, {lookup_KEY}."""
+        if not self.config.agents[self.agent].lookup_webhook:
+            return
+        call = {
+            "call_id": self.channel_id,
+            "agent": self.agent,
+            "caller_id": self.caller_id,
+            "dnid": self.destination,
+            "channel": self.dial,
+        }
+        found = await lookup_values(self.config, self.agent, self.context, call)
+        self.context.update(found)
+        self._configure()
+        self.result.goal = self.goal
+        self._line(f"lookup: {len(found.get('lookup', ''))} characters")
 
     # ------------------------------------------------------------------ running
 
@@ -169,6 +193,7 @@ class OutboundCall:
                     f"AMI {self.config.ami.host}:{self.config.ami.port}: "
                     f"{ami.last_error or 'not connected'}",
                 )
+            await self._lookup()
             bridge = Bridge(
                 self.call_config,
                 ami=ami,
