@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -299,3 +300,40 @@ def test_parse_var() -> None:
         parse_var("account")
     with pytest.raises(ValueError, match="invalid variable name"):
         parse_var("a-b=1")
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_the_example_suite_loads() -> None:
+    from pathlib import Path
+
+    from agi_bridge.ivrtest import load_suite
+
+    suite = load_suite(Path(__file__).resolve().parents[2] / "examples" / "ivr-suite.yaml")
+    assert [c.name for c in suite.cases] == ["number-entry", "representative", "answering-machine"]
+    assert suite.cases[2].amd == "message" and suite.cases[2].expect.amd == "MACHINE"
+
+
+def test_cli_suite_and_config_errors_exit_2_before_any_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from agi_bridge import cli
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("cases:\n  - name: a\n    destination: '500'\n    goal: g\n    expekt: {}\n")
+    assert cli.main(["test", str(suite)]) == 2
+    assert f"error: {suite}:5 cases[0].expekt: unknown key" in capsys.readouterr().err
+
+    suite.write_text("cases:\n  - name: a\n    destination: '500'\n    goal: g\n    agent: nope\n")
+    assert cli.main(["test", str(suite)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {suite} cases[0] --agent: no agent named 'nope'" in err
+
+    suite.write_text("cases:\n  - name: a\n    destination: '500'\n    goal: g\n")
+    assert cli.main(["test", str(suite)]) == 2
+    assert "cases[0]: no agent (set agent in the case or defaults, or --agent)" in (
+        capsys.readouterr().err
+    )
+    assert cli.main(["test", str(tmp_path / "missing.yaml")]) == 2
+    assert "cannot read" in capsys.readouterr().err
