@@ -306,8 +306,6 @@ def test_parse_var() -> None:
 
 
 def test_the_example_suite_loads() -> None:
-    from pathlib import Path
-
     from agi_bridge.ivrtest import load_suite
 
     suite = load_suite(Path(__file__).resolve().parents[2] / "examples" / "ivr-suite.yaml")
