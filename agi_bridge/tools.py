@@ -26,7 +26,6 @@ import aiohttp
 
 from agi_bridge import __version__
 from agi_bridge.config import Config, TransferTarget, WebhookTool
-from agi_bridge.digits import MAX_DIGITS as MAX_COLLECT_DIGITS
 from agi_bridge.errors import AmiError, ToolError
 
 log = logging.getLogger(__name__)
@@ -255,78 +254,6 @@ def switch_agent_tool(agents: Mapping[str, str]) -> Tool:
     )
 
 
-COLLECT_DIGITS_TIMEOUT_S = 15.0  # default wait for the first digit
-
-
-def collect_digits_tool(webhook_name: str, spec: WebhookTool) -> Tool:
-    """``collect_digits(purpose, max_digits, terminator?, timeout_s?)``: the caller types a
-    PIN or a card number; the digits go to the ``webhook_name`` webhook (``{"arguments":
-    {"purpose", "digits"}, "call": ...}``) and the model learns only how many there were
-    and whether the service accepted them, never the digits or the service's answer."""
-
-    async def handler(call: CallControls, args: dict[str, Any]) -> dict[str, Any]:
-        purpose = args.get("purpose", "")
-        if not isinstance(purpose, str):
-            raise ToolError("purpose must be a string")
-        max_digits = args.get("max_digits")
-        if not isinstance(max_digits, int) or isinstance(max_digits, bool):
-            raise ToolError("max_digits must be an integer")
-        if not 1 <= max_digits <= MAX_COLLECT_DIGITS:
-            raise ToolError(f"max_digits must be 1..{MAX_COLLECT_DIGITS}")
-        terminator = args.get("terminator", "#")
-        if terminator not in ("#", "*", ""):
-            raise ToolError("terminator must be '#', '*' or ''")
-        timeout_s = args.get("timeout_s", COLLECT_DIGITS_TIMEOUT_S)
-        if not isinstance(timeout_s, (int, float)) or not 1 <= timeout_s <= 120:
-            raise ToolError("timeout_s must be a number of seconds, 1..120")
-        digits = await call.collect_digits(max_digits, terminator, float(timeout_s))
-        if not digits:
-            return {"ok": False, "collected_digits": 0, "error": "the caller typed nothing"}
-        sent = await call_webhook(
-            webhook_name,
-            spec,
-            {"purpose": purpose.strip(), "digits": digits},
-            call.call_info(),
-        )
-        result: dict[str, Any] = {"ok": bool(sent.get("ok")), "collected_digits": len(digits)}
-        if not sent.get("ok"):
-            # the service's own words may echo the digits: only the status goes back
-            result["error"] = "the digits could not be delivered to the service"
-        return result
-
-    return Tool(
-        "collect_digits",
-        "Let the caller type a number on the phone keypad (a PIN, an account or card "
-        "number). First tell the caller what to type and to finish with the pound key. "
-        "The digits go straight to a secure service: you never see them, you only learn "
-        "how many were collected and whether the service accepted them.",
-        {
-            "type": "object",
-            "properties": {
-                "purpose": {"type": "string", "description": "What the digits are, e.g. 'PIN'"},
-                "max_digits": {
-                    "type": "integer",
-                    "minimum": 1,
-                    "maximum": MAX_COLLECT_DIGITS,
-                    "description": "The most digits to collect",
-                },
-                "terminator": {
-                    "type": "string",
-                    "enum": ["#", "*", ""],
-                    "description": "The key that ends the entry (default '#')",
-                },
-                "timeout_s": {
-                    "type": "number",
-                    "description": "Seconds to wait for the first digit (default 15)",
-                },
-            },
-            "required": ["purpose", "max_digits"],
-            "additionalProperties": False,
-        },
-        handler,
-    )
-
-
 # What a webhook may send back at most (bytes read), whatever max_response_chars says.
 WEBHOOK_MAX_READ = 256 * 1024
 
@@ -490,6 +417,8 @@ class ToolSet:
             if name in BUILTIN:
                 tools.append(BUILTIN[name])
             elif name == "collect_digits" and agent.collect_digits_webhook in config.tools:
+                from agi_bridge.collect_digits import collect_digits_tool  # it imports us
+
                 webhook = agent.collect_digits_webhook
                 tools.append(collect_digits_tool(webhook, config.tools[webhook]))
             elif name in config.tools:
