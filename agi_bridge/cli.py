@@ -1,4 +1,4 @@
-"""``agi-bridge``: serve | call | simulate | demo | check | calls | show. Thin: parse, run."""
+"""``agi-bridge``: serve | call | test | simulate | demo | check | calls | show. Thin."""
 
 from __future__ import annotations
 
@@ -230,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
 
     add_call_cli(sub)  # agi-bridge call DESTINATION --agent NAME --goal ...
 
+    from agi_bridge.ivrtest.runner import add_cli as add_test_cli
+
+    add_test_cli(sub)  # agi-bridge test SUITE.yaml
+
     p = sub.add_parser("calls", help="list recent calls (from the records directory)")
     p.add_argument("-c", "--config", help="YAML config file (for records.dir and prices)")
     p.add_argument("--limit", type=int, default=20, help="how many calls (default 20)")
@@ -243,9 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(
         args.log_level
-        or {"demo": "WARNING", "check": "ERROR", "admin": "WARNING", "call": "WARNING"}.get(
-            args.command, "INFO"
-        ),
+        or {
+            "demo": "WARNING",
+            "check": "ERROR",
+            "admin": "WARNING",
+            "call": "WARNING",
+            "test": "WARNING",
+        }.get(args.command, "INFO"),
         args.log_format,
     )
     try:
@@ -270,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
             from agi_bridge.outbound import run_cli as run_call
 
             return run_call(args, _load(args.config))
+        elif args.command == "test":
+            from agi_bridge.ivrtest.runner import run_cli as run_test
+
+            return run_test(args, _load(args.config))
         elif args.command == "admin":
             from agi_bridge.admin import run_cli
 

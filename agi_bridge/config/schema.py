@@ -21,7 +21,7 @@ DEFAULT_GREETING = "Greet the caller briefly and ask how you can help."
 
 # Tools the bridge implements itself; webhook tools (top-level ``tools:``) may not reuse
 # these names. transfer and switch_agent are offered when the agent has targets for them.
-BUILTIN_TOOLS = ("send_dtmf", "hangup", "transfer", "switch_agent")
+BUILTIN_TOOLS = ("send_dtmf", "hangup", "transfer", "switch_agent", "collect_digits")
 # Function names the Realtime API accepts; also used for transfer target names.
 TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -173,6 +173,15 @@ class Agent:
     transfer_targets: Mapping[str, TransferTarget] = field(default_factory=dict)
     # Agents switch_agent may hand the conversation to (offered when not empty).
     handoff_agents: tuple[str, ...] = ()
+    # The webhook tool (a name in `tools:`) that receives what collect_digits collects;
+    # the model only learns how many digits there were.
+    collect_digits_webhook: str = ""
+    # After send_dtmf, stay quiet until the callee has spoken or this long has passed
+    # (agi_bridge/keypress_quiet.py); 0 = off.
+    quiet_after_dtmf_s: float = 4.0
+    # A webhook (a name in `tools:`) asked about the call before the greeting; its answer
+    # is {lookup} / {lookup_KEY} in the instructions and greeting (agi_bridge/lookup.py).
+    lookup_webhook: str = ""
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,9 @@ from typing import Any
 import pytest
 
 from agi_bridge import audio
-from agi_bridge.call.conversation import (
-    RESPONSE_TABLE,
-    Conversation,
-    EndCall,
-    FlushMedia,
-    Output,
-    Resp,
-    RespEvent,
-    ResponseTracker,
-    RunTool,
-)
+from agi_bridge.call.conversation import Conversation, EndCall, FlushMedia, Output, RunTool
 from agi_bridge.call.events import EndReason
+from agi_bridge.call.responses import RESPONSE_TABLE, Resp, RespEvent, ResponseTracker
 from agi_bridge.call.stats import CallStats
 from agi_bridge.config import Config, load_text
 from agi_bridge.playout import PlayoutBuffer
@@ -229,7 +220,7 @@ def test_after_a_tool(
         conv.on_event(p.AudioOut("r2", "i2", audio_ms(100)), 0.0)
         conv.on_released(conv.playout.next_frame(), 0.0)
         conv.on_event(p.SpeechStarted("c1"), 0.1)
-    out = conv.tool_finished(fc, result)
+    out = conv.tool_finished(fc, result, 1.0)
     assert isinstance(out[0], p.ToolResult) and out[0].call_id == "call1"
     assert any(isinstance(o, p.Respond) for o in out) is responds
 
