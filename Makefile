@@ -52,8 +52,10 @@ clean:
 # Without OPENAI_API_KEY the Realtime simulator runs as its own service (compose.simulator.yaml).
 COMPOSE ?= docker compose -f docker/compose.yaml $(if $(OPENAI_API_KEY),,-f docker/compose.simulator.yaml)
 
+UP_TIMEOUT ?= 180
+
 up:
-	$(COMPOSE) up -d --build --wait
+	$(COMPOSE) up -d --build --wait --wait-timeout $(UP_TIMEOUT)
 
 down:
 	docker compose -f docker/compose.yaml -f docker/compose.simulator.yaml --profile smoke down --remove-orphans
