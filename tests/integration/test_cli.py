@@ -250,3 +250,21 @@ def test_init_writes_the_asterisk_config_and_the_example(tmp_path: Path) -> None
     assert (target / "agi-bridge.yaml").read_text() == "mine\n"
     assert cli("init", str(target), "--force", timeout=30).returncode == 0
     assert (target / "agi-bridge.yaml").read_text() != "mine\n"
+
+
+def test_port_holders_are_named_for_tcp_and_udp() -> None:
+    """What the e2e harness and `serve` say about a taken port (agi_bridge.cli.ports)."""
+    from agi_bridge.cli.ports import describe_holders
+    from tests.e2e.harness import busy_ports_message
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
+        udp.bind(("127.0.0.1", 0))
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen()
+        uport, tport = udp.getsockname()[1], tcp.getsockname()[1]
+        assert describe_holders(uport, "udp").startswith(f"held by pid {os.getpid()} (")
+        assert describe_holders(tport, "tcp").startswith(f"held by pid {os.getpid()} (")
+        message = busy_ports_message([f"udp/{uport}"])
+        assert f"127.0.0.1 udp/{uport} held by pid {os.getpid()}" in message
+        assert "flock /tmp/agi-e2e.lock" in message
+    assert describe_holders(uport, "udp").startswith("see `ss -lunp sport = :")
