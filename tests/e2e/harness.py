@@ -167,6 +167,22 @@ def free_port() -> int:
     raise HarnessError(f"no free port in {TEST_PORT_RANGE}")
 
 
+def busy_ports_message(busy: list[str]) -> str:
+    """Which fixed ports of asterisk-config/ are taken, by whom, and what to do about it."""
+    from agi_bridge.cli.ports import describe_holders
+
+    held = "; ".join(
+        f"{HOST} {spec} {describe_holders(int(spec.split('/')[1]), spec.split('/')[0])}"
+        for spec in busy
+    )
+    return (
+        f"the e2e Asterisk needs the fixed ports of asterisk-config/ (SIP udp/{SIP_PORT}, "
+        f"AMI tcp/{AMI_PORT}), but {held}. Another e2e run or the Docker stack (`make up`, "
+        "docker-proxy) holds them: run e2e tests under `flock /tmp/agi-e2e.lock`, "
+        "`make down` a running stack, or stop the process named"
+    )
+
+
 def port_in_use(port: int, kind: int = socket.SOCK_STREAM) -> bool:
     with socket.socket(socket.AF_INET, kind) as s:
         if kind == socket.SOCK_STREAM:
@@ -297,10 +313,7 @@ class Asterisk:
         busy += [f"tcp/{AMI_PORT}"] if port_in_use(AMI_PORT) else []
         busy += [f"tcp/{ARI_PORT}"] if port_in_use(ARI_PORT) else []
         if busy:
-            raise HarnessError(
-                f"127.0.0.1 {', '.join(busy)} already in use (another Asterisk still running?"
-                " see `ss -lunpt`); refusing to start a second one"
-            )
+            raise HarnessError(busy_ports_message(busy))
         self.prepare()
         if self.mount_proc and not mounts_under(self.root / "proc"):
             subprocess.run(["mount", "-t", "proc", "proc", str(self.root / "proc")], check=True)
