@@ -231,11 +231,14 @@ def contract_violations(source: str, module: str) -> list[str]:
     me = _rel(module)
     mine = layer_of(me)
     found = []
-    for name in sorted(imported_modules(source, module)):
+    imported = imported_modules(source, module)
+    for name in sorted(imported):
         if not name.startswith("agi_bridge.") or layer_of(_rel(name)) < 0:
             continue  # outside the package, or "from agi_bridge.x import SomeName"
         other = _rel(name)
-        if PACKAGE.joinpath(*other.split(".")).is_dir():
+        if PACKAGE.joinpath(*other.split(".")).is_dir() and any(
+            n.startswith(name + ".") for n in imported
+        ):
             continue  # "from agi_bridge.providers import base": the submodule is checked
 
         theirs = layer_of(other)
