@@ -315,7 +315,7 @@ def add_cli(sub: Any) -> None:
 def _base_url(args: argparse.Namespace, config: Config | None) -> str:
     if args.url:
         return str(args.url).rstrip("/")
-    listen = getattr(config.listen if config else Listen(), "http", "") or "127.0.0.1:8088"
+    listen = getattr(config.listen if config else Listen(), "http", "") or Listen().http
     host, port = split_hostport(listen)
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"

@@ -39,7 +39,8 @@ DialString = Annotated[str, _Raw]
 class Listen:
     audiosocket: str = "127.0.0.1:9092"
     fastagi: str = "127.0.0.1:4573"
-    http: str = "127.0.0.1:8088"  # /metrics and /healthz; "" = off
+    # /metrics, /healthz, /admin; "" = off. Not 8088: that is Asterisk's own HTTP (ARI)
+    http: str = "127.0.0.1:9091"
     # An AudioSocket UUID that no FastAGI request registered: "refuse" (hangup frame, the
     # dialplan falls back; nobody who merely reaches the port gets a model session) or
     # "default_agent" (trust the port: the demo's virtual caller, tests, a firewalled lab).
