@@ -24,13 +24,14 @@ from agi_bridge.call import Call, Observer
 from agi_bridge.call.events import EndReason, LiveCall
 from agi_bridge.call.ports import CallIdentity, ChannelControl, MediaPort
 from agi_bridge.config import Config, split_hostport
-from agi_bridge.errors import ConfigError
+from agi_bridge.errors import AriError, ConfigError
 from agi_bridge.monitoring import Monitoring
 from agi_bridge.protocol.agi import AgiRequest
 from agi_bridge.providers.base import ProviderConnector
 from agi_bridge.providers.realtime import realtime_provider
 from agi_bridge.realtime import Connector, connector
 from agi_bridge.transports import audiosocket as audiosocket_transport
+from agi_bridge.transports.ari import AriTransport
 from agi_bridge.transports.audiosocket import CallAmi
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,12 @@ class Bridge:
             ),
             uuid_timeout=limits.header_timeout_s,
         )
+        # ARI: Stasis(agi-bridge,...) calls beside AudioSocket (transports/ari.py)
+        self.ari: AriTransport | None = None
+        if config.ari.enabled:
+            self.ari = AriTransport(config, self.start_call)
+        self._idle = asyncio.Event()  # set while no call is live (drain waits on it)
+        self._idle.set()
         # records, metrics, /metrics + /healthz, webhook (see monitoring.py)
         self.monitoring = Monitoring(config)
         if self.monitoring.http is not None and config.admin.enabled:
@@ -180,6 +187,13 @@ class Bridge:
             self._ami = self._ami_client = client
         await self.fastagi.start()
         await self.audiosocket.start()
+        if self.ari is not None:
+            try:
+                await self.ari.start(self.config.ari.request_timeout_s)
+            except AriError as exc:
+                # like AMI: keep trying in the background; until then Stasis() fails at
+                # once in Asterisk (the app is not registered) and the dialplan falls back
+                log.warning("%s; retrying in the background", exc)
         await self.monitoring.start(self)
 
     def _accept(self, request: AgiRequest) -> str | None:
@@ -210,6 +224,14 @@ class Bridge:
             "audiosocket": {"ok": self.audiosocket.serving, "listen": listen.audiosocket},
             "fastagi": {"ok": self.fastagi.serving, "listen": listen.fastagi},
         }
+        if self.ari is not None:
+            ari = self.config.ari
+            checks["ari"] = {
+                "ok": self.ari.client.connected.is_set(),
+                "app": ari.app,
+                "url": ari.url,
+                "media": ari.media,
+            }
         if self.draining:
             checks["accepting"] = {"ok": False, "detail": "shutting down: new calls refused"}
         return checks
@@ -229,7 +251,9 @@ class Bridge:
                 len(self.calls),
                 timeout,
             )
-        idle = asyncio.ensure_future(self.audiosocket.wait_idle(timeout))
+        if self.ari is not None:
+            self.ari.refuse_new_calls()
+        idle = asyncio.ensure_future(self._wait_idle(timeout))
         hurry = asyncio.ensure_future(self._hurry.wait())
         try:
             await asyncio.wait({idle, hurry}, return_when=asyncio.FIRST_COMPLETED)
@@ -241,8 +265,16 @@ class Bridge:
             call.end(EndReason.SHUTDOWN, "the bridge is shutting down")
         if rest:
             log.info("draining: %d call(s) handed to the dialplan's fallback", len(rest))
-            await self.audiosocket.wait_idle(DRAIN_END_GRACE_S)
+            await self._wait_idle(DRAIN_END_GRACE_S)
         return len(rest)
+
+    async def _wait_idle(self, timeout: float) -> bool:
+        """Wait until no call of any transport is live; False on timeout."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def hurry(self) -> None:
         """End the drain now (a second SIGTERM): live calls go to the fallback at once."""
@@ -286,11 +318,14 @@ class Bridge:
         )
         key = id(call)
         self.calls[key] = call
+        self._idle.clear()
         try:
             await call.run()
         finally:
             del self.calls[key]
             self.finished_calls += 1
+            if not self.calls:
+                self._idle.set()
 
     @property
     def ami(self) -> CallAmi | None:
@@ -298,6 +333,8 @@ class Bridge:
         return self._ami
 
     async def close(self, grace: float = 5.0) -> None:
+        if self.ari is not None:
+            await self.ari.close()
         await self.audiosocket.close(grace)
         await self.monitoring.close()
         await self.fastagi.close()

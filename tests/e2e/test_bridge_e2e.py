@@ -41,13 +41,32 @@ class Transport:
 
     name: str
     dial: str  # extension of agi-bridge-phones the phone calls
-    config: str = ""  # extra YAML for the bridge (format placeholders: see rig())
+    config: str = ""  # extra YAML for the bridge; ARI_PASSWORD_FILE is replaced by rig()
     fallback_reason: str = ""  # AGI_BRIDGE_FAILURE when the bridge ends without "completed"
 
 
-TRANSPORTS = [
-    Transport("audiosocket", harness.EXT_AGENT_DEFAULT, fallback_reason="audiosocket-ended"),
-]
+def _ari(media: str) -> Transport:
+    return Transport(
+        f"ari-{media}",
+        harness.EXT_ARI_DEFAULT,
+        config=f"""ari:
+  enabled: true
+  url: "{harness.ARI_URL}"
+  username: {harness.ARI_USER}
+  password_file: "ARI_PASSWORD_FILE"
+  media: {media}""",
+        fallback_reason="stasis-SUCCESS-failed",  # the bridge said failed, then continue
+    )
+
+
+AUDIOSOCKET = Transport(
+    "audiosocket", harness.EXT_AGENT_DEFAULT, fallback_reason="audiosocket-ended"
+)
+TRANSPORTS = [AUDIOSOCKET, _ari("rtp"), _ari("websocket")]
+# for what only one transport has (FastAGI status without AMI, AudioSocket's max_calls)
+audiosocket_only = pytest.mark.parametrize(
+    "transport", [AUDIOSOCKET], indirect=True, ids=["audiosocket"]
+)
 
 
 @pytest.fixture(params=TRANSPORTS, ids=lambda t: t.name)
@@ -94,6 +113,9 @@ async def rig(
         await asyncio.to_thread(asterisk.start)
         secret = tmp_path / "ami-secret"
         secret.write_text(harness.AMI_TEST_SECRET + "\n")
+        ari_password = tmp_path / "ari-password"
+        ari_password.write_text(harness.ARI_TEST_PASSWORD + "\n")
+        transport_yaml = transport.config.replace("ARI_PASSWORD_FILE", str(ari_password))
         cfg = load_text(
             f"""
 listen: {{audiosocket: "127.0.0.1:{as_port}", fastagi: "127.0.0.1:{agi_port}", http: ""}}
@@ -106,7 +128,7 @@ agents:
     greeting: Greet the caller.
     turn_detection: {{type: server_vad, silence_duration_ms: 500}}
 {agent_yaml}
-{transport.config}
+{transport_yaml}
 {extra_yaml}
 """,
             "e2e.yaml",
@@ -357,6 +379,7 @@ def hangup_scenario() -> Scenario:
     )
 
 
+@audiosocket_only
 async def test_completed_reaches_the_dialplan_while_ami_is_down(
     rig: StartRig, softphone: MakePhone, tmp_path: Path
 ) -> None:
@@ -373,6 +396,7 @@ async def test_completed_reaches_the_dialplan_while_ami_is_down(
     await asyncio.to_thread(r.asterisk.wait_for_no_channels, 5)
 
 
+@audiosocket_only
 async def test_call_over_max_calls_reaches_the_fallback(
     rig: StartRig, softphone: MakePhone
 ) -> None:
@@ -387,6 +411,7 @@ async def test_call_over_max_calls_reaches_the_fallback(
     await asyncio.to_thread(r.asterisk.wait_for_no_channels, 5)
 
 
+@audiosocket_only
 async def test_shutdown_drain_lets_a_live_call_finish(
     rig: StartRig, softphone: MakePhone, tmp_path: Path
 ) -> None:
