@@ -220,7 +220,9 @@ def test_simulate_stops_on_sigterm_as_pid_1() -> None:
     assert unshare, "unshare (util-linux) is installed by scripts/install-system-deps.sh"
     userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
     port = free_port()
-    cmd = [unshare, *userns, "--pid", "--fork", "--", *CLI, "simulate", "--port", str(port)]
+    # --kill-child: if this test fails, the namespace's PID 1 dies with unshare
+    cmd = [unshare, *userns, "--pid", "--fork", "--kill-child", "--", *CLI, "simulate",
+           "--port", str(port)]  # fmt: skip
     with running(cmd) as proc:
         wait_for_port(port, proc)
         (sim,) = children(proc.pid)
