@@ -11,6 +11,10 @@
 #                                      did not start is left alone
 #   scripts/docker-engine.sh status    prints "ours PID", "running" (someone else's) or "stopped"
 #
+# Several users at once (e.g. test runs of two checkouts): each `start` takes a lease named
+# by a process id (AGI_BRIDGE_DOCKER_LEASE, default: the caller's pid), each `stop` returns
+# its own, and dockerd is stopped only when no lease of a live process is left.
+#
 # Compose v2 and buildx are not packaged for bookworm. The docker-compose and docker-buildx
 # packages of the next Debian release (AGI_BRIDGE_PLUGIN_SUITE, default trixie) hold static
 # CLI plugins that work with this engine: they are fetched with apt from this machine's own
@@ -22,6 +26,8 @@
 #   AGI_BRIDGE_DEBIAN_MIRROR  Debian mirror URI (default: from this machine's apt sources)
 #   AGI_BRIDGE_PLUGIN_SUITE   Debian suite of the plugin packages (default trixie)
 #   AGI_BRIDGE_DOCKER_STATE   where `start` records what it did (default /run/agi-bridge-docker)
+#   AGI_BRIDGE_DOCKER_LEASE   the pid a lease is held for (default: the caller's pid)
+#   AGI_BRIDGE_DOCKERD_LOG    dockerd's log (default /var/log/agi-bridge-dockerd.log)
 #   APT_LOCK_WAIT             seconds to wait for a busy apt (default 600)
 set -euo pipefail
 
@@ -31,6 +37,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 cache=${AGI_BRIDGE_CACHE:-/var/cache/agi-bridge}
 state=${AGI_BRIDGE_DOCKER_STATE:-/run/agi-bridge-docker}
+lease=${AGI_BRIDGE_DOCKER_LEASE:-$PPID}
+dockerd_log=${AGI_BRIDGE_DOCKERD_LOG:-/var/log/agi-bridge-dockerd.log}
 plugin_suite=${AGI_BRIDGE_PLUGIN_SUITE:-trixie}
 plugin_packages="docker-compose docker-buildx"
 PLUGIN_DIR=/usr/local/lib/docker/cli-plugins # searched by every docker CLI since 19.03
@@ -162,10 +170,29 @@ restore_network() {
     cat "$state/ip_forward.before" > /proc/sys/net/ipv4/ip_forward
 }
 
+# Leases: $state/leases/PID, one per user of the dockerd this script started.
+take_lease() { mkdir -p "$state/leases"; touch "$state/leases/$lease"; }
+
+live_leases() {
+    local f
+    for f in "$state"/leases/*; do
+        [ -e "$f" ] || continue
+        if [ -d "/proc/${f##*/}" ]; then echo "${f##*/}"; else rm -f "$f"; fi
+    done
+}
+
+# One start/stop at a time: a stop must not tear down what a parallel start just reused.
+serialize() { mkdir -p "$(dirname "$state")"; exec 8>"$state.lock"; flock 8; }
+
 start() {
     install_engine
     install_plugins
-    if pid=$(our_pid); then log "dockerd $pid (started by this script) is running"; return 0; fi
+    serialize
+    if pid=$(our_pid); then
+        take_lease
+        log "dockerd $pid (started by this script) is running; lease for pid $lease"
+        return 0
+    fi
     if engine_answers; then
         log "a Docker engine is already running; using it and leaving it alone"
         return 0
@@ -173,21 +200,22 @@ start() {
     [ ! -S /var/run/docker.sock ] || [ ! -f /var/run/docker.pid ] \
         || [ ! -d "/proc/$(cat /var/run/docker.pid)" ] \
         || die "dockerd $(cat /var/run/docker.pid) runs but does not answer; look at it first"
+    rm -rf "$state"
     mkdir -p "$state"
-    rm -f "$state"/*
     snapshot_network
-    log "starting dockerd (log: $state/dockerd.log)"
-    setsid dockerd > "$state/dockerd.log" 2>&1 < /dev/null &
+    log "starting dockerd (log: $dockerd_log)"
+    setsid dockerd >> "$dockerd_log" 2>&1 < /dev/null 8>&- &  # not holding our lock
     echo $! > "$state/dockerd.pid"
+    take_lease
     local waited=0
     until engine_answers; do
         if [ ! -d "/proc/$(cat "$state/dockerd.pid")" ]; then
-            tail -20 "$state/dockerd.log" >&2
+            tail -20 "$dockerd_log" >&2
             restore_network
             rm -f "$state/dockerd.pid"
             die "dockerd exited at start (above: the end of its log)"
         fi
-        [ "$waited" -lt 60 ] || die "dockerd does not answer after 60 s (see $state/dockerd.log)"
+        [ "$waited" -lt 60 ] || die "dockerd does not answer after 60 s (see $dockerd_log)"
         sleep 1
         waited=$((waited + 1))
     done
@@ -195,7 +223,14 @@ start() {
 }
 
 stop() {
-    local pid waited=0
+    local pid waited=0 users
+    serialize
+    rm -f "$state/leases/$lease"
+    users=$(live_leases | tr '\n' ' ')
+    if [ -n "$users" ] && our_pid >/dev/null; then
+        log "dockerd is still used (leases of pids $users); leaving it running"
+        return 0
+    fi
     if ! pid=$(our_pid); then
         if [ -f "$state/links.before" ]; then
             log "the dockerd this script started is gone; undoing its network changes"

@@ -11,10 +11,11 @@ dockerd this test started is stopped and the host's network is checked to be as 
 
 The stack publishes SIP and RTP on 127.0.0.1 (here on non-default host ports, set through
 the environment: 5070 and 10200-10259, apart from the e2e Asterisk's 5060/10000-10099 and
-the e2e phones' 10100-10199), and the e2e tests' Asterisk uses fixed ports: while the
-stack runs (`make up` to `make down`) this test also holds /tmp/agi-e2e.lock, as the e2e
-runs do, so the two never overlap. Installing, starting dockerd and building the images
-need no port and happen before the lock is taken.
+the e2e phones' 10100-10199), and the e2e tests' Asterisk uses fixed ports: from the build
+to `make down` this test holds /tmp/agi-e2e.lock, as the e2e runs do, so the two never
+overlap (nor two stack runs of different checkouts, which share the image tags).
+Installing and starting dockerd and making the base images need neither and come first.
+The engine is shared by lease (scripts/docker-engine.sh): the last user stops it.
 """
 
 from __future__ import annotations
@@ -125,17 +126,46 @@ def container_ids() -> dict[str, str]:
     return ids
 
 
+def stack_env(lease: int | None = None) -> dict[str, str]:
+    """The environment of every step: host ports, the CI mirror's expired sid Release
+    accepted, and the engine lease held for this test process (scripts/docker-engine.sh)."""
+    return {
+        **HOST_PORTS,
+        "APT_ALLOW_EXPIRED_RELEASE": "1",
+        "AGI_BRIDGE_DOCKER_LEASE": str(lease or os.getpid()),
+    }
+
+
+def engine(command: str, lease: int | None = None) -> str:
+    return run([str(SCRIPTS / "docker-engine.sh"), command], 300, env=stack_env(lease)).stdout
+
+
+def check_leases() -> None:
+    """A second user of the engine (a process of its own) comes and goes: its `stop` must
+    leave the engine running for this test, which still holds a lease."""
+    other = subprocess.Popen(["sleep", "120"])
+    try:
+        engine("start", other.pid)
+        engine("stop", other.pid)
+        assert engine("status").startswith("ours"), "a stop with a lease left stopped dockerd"
+    finally:
+        other.kill()  # our own child, by pid
+        other.wait(10)
+
+
 class Steps:
     """Runs the steps with the stack's environment and keeps their durations."""
 
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
+        self.last = ""
 
     def __call__(self, name: str, cmd: list[str], timeout: float) -> str:
         t0 = time.monotonic()
-        res = run(cmd, timeout, env={**HOST_PORTS, "APT_ALLOW_EXPIRED_RELEASE": "1"})
+        res = run(cmd, timeout, env=stack_env())
         self.timings[name] = time.monotonic() - t0
-        return res.stdout + res.stderr
+        self.last = res.stdout + res.stderr
+        return self.last
 
 
 def test_docker_stack_builds_runs_and_answers_a_call(capsys: pytest.CaptureFixture[str]) -> None:
@@ -145,26 +175,29 @@ def test_docker_stack_builds_runs_and_answers_a_call(capsys: pytest.CaptureFixtu
     step("engine install", [str(SCRIPTS / "docker-engine.sh"), "install"], 900)
     before = network_state()
     step("engine start", [str(SCRIPTS / "docker-engine.sh"), "start"], 300)
-    ours = run([str(SCRIPTS / "docker-engine.sh"), "status"], 30).stdout.startswith("ours")
+    ours = engine("status").startswith("ours")
     try:
+        if ours:
+            check_leases()
         step("base images", [str(SCRIPTS / "docker-base-images.sh")], 900)
-        # Building needs no fixed port: only the running stack holds the e2e lock.
-        step(
-            "build images",
-            ["docker", "compose", *COMPOSE_FILES, "--profile", "smoke", "build"],
-            900,
-        )
+        # The stack's fixed ports and its image tags (shared by every checkout on this
+        # machine) are used only under the e2e lock: building, `make up` ... `make down`.
         with e2e_lock():
             try:
+                build = ["docker", "compose", *COMPOSE_FILES, "--profile", "smoke", "build"]
+                step("build images", build, 900)
                 run_stack(step)
             finally:
                 run(["make", "down"], 120, check=False)
     finally:
         step("engine stop", [str(SCRIPTS / "docker-engine.sh"), "stop"], 180)
-    if ours:
+    if ours and engine("status").startswith("stopped"):
         after = network_state()
         changed = {k: (before[k], after[k]) for k in before if before[k] != after[k]}
         assert not changed, f"the host's network is not as it was found: {changed}"
+    elif ours:
+        # another test run (another checkout) still uses the engine; the last one stops it
+        assert "leaving it running" in step.last, step.last
     with capsys.disabled():
         print("\ndocker stack: " + ", ".join(f"{k} {v:.1f} s" for k, v in step.timings.items()))
 

@@ -8,6 +8,7 @@ sockets; nothing is mocked.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -98,6 +99,17 @@ def wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 20) -
 # --- flags ---------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """main() configures the root logger; put it back for the tests that follow."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("restore_logging")
 def test_global_flags_are_accepted_after_the_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
     example = str(REPO / "examples" / "agi-bridge.yaml")
     assert main(["check", "--log-level", "debug", "-c", example]) == 0
@@ -208,7 +220,9 @@ def test_simulate_stops_on_sigterm_as_pid_1() -> None:
     assert unshare, "unshare (util-linux) is installed by scripts/install-system-deps.sh"
     userns = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
     port = free_port()
-    cmd = [unshare, *userns, "--pid", "--fork", "--", *CLI, "simulate", "--port", str(port)]
+    # --kill-child: if this test fails, the namespace's PID 1 dies with unshare
+    cmd = [unshare, *userns, "--pid", "--fork", "--kill-child", "--", *CLI, "simulate",
+           "--port", str(port)]  # fmt: skip
     with running(cmd) as proc:
         wait_for_port(port, proc)
         (sim,) = children(proc.pid)
