@@ -23,6 +23,7 @@ from agi_bridge.config import Config, split_hostport
 from agi_bridge.monitoring import Monitoring
 from agi_bridge.protocol.agi import AgiRequest
 from agi_bridge.providers.base import ProviderConnector
+from agi_bridge.providers.gpt_live import live_provider
 from agi_bridge.providers.realtime import realtime_provider
 from agi_bridge.realtime import Connector, connector
 from agi_bridge.transports import audiosocket as audiosocket_transport
@@ -94,6 +95,19 @@ class Bridge:
         await self.close()
 
     async def start(self) -> None:
+        if self.config.realtime.provider == "gpt-live" and self._connect is None:
+            self._provider = live_provider(self.config)
+        else:
+            await self._start_realtime()
+        if self._ami is None and self.config.ami.enabled:
+            client = ami_client(self.config)
+            await client.start()  # keeps reconnecting in the background if Asterisk is down
+            self._ami = self._ami_client = client
+        await self.fastagi.start()
+        await self.audiosocket.start()
+        await self.monitoring.start(self)
+
+    async def _start_realtime(self) -> None:
         if self._connect is None:
             if uses_simulator(self.config):
                 from agi_bridge.simulator import Simulator, demo_scenario
@@ -110,13 +124,6 @@ class Bridge:
             else:
                 self._connect = connector(self.config.realtime)
         self._provider = realtime_provider(self._connect)
-        if self._ami is None and self.config.ami.enabled:
-            client = ami_client(self.config)
-            await client.start()  # keeps reconnecting in the background if Asterisk is down
-            self._ami = self._ami_client = client
-        await self.fastagi.start()
-        await self.audiosocket.start()
-        await self.monitoring.start(self)
 
     def _accept(self, request: AgiRequest) -> str | None:
         """The agent of a FastAGI call: ``routes`` first, then the AGI argument, then

@@ -282,6 +282,8 @@ class Conversation:
         if isinstance(ev, p.CallerIdle):
             self._log.info("the caller has been silent for the idle timeout")
             return [Emit("caller_idle", {})]
+        if isinstance(ev, p.SessionUsage):
+            return [Emit("session_usage", {"seconds": ev.seconds})]
         self._log.debug("ignoring provider event %s", ev.type)
         return []
 

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from agi_bridge.config.gpt_live import check_gpt_live
 from agi_bridge.config.retirements import locator, retirement_warnings
 from agi_bridge.config.schema import (
     BUILTIN_TOOLS,
@@ -416,6 +417,7 @@ def _validate(cfg: Config, loader: _Loader) -> None:
                 f"no price entry {price.same_as!r} with prices of its own",
             )
 
+    check_gpt_live(cfg, fail, lambda key, msg: loader.warn(loader.nodes.get(key), key, msg))
     known_tools = (*BUILTIN_TOOLS, *cfg.tools)
     for name, agent in cfg.agents.items():
         where = f"agents.{name}"
@@ -469,7 +471,7 @@ def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | Non
         cfg = _apply_env(cfg, env)
     # `prices:` in the file adds to (or overrides) the published defaults
     prices = types.MappingProxyType({**DEFAULT_PRICES, **cfg.prices})
-    cfg = dataclasses.replace(cfg, source=file, prices=prices, warnings=tuple(loader.warnings))
+    cfg = dataclasses.replace(cfg, source=file, prices=prices)
     if cfg.default_agent not in cfg.agents:
         raise ConfigError(
             f"no agent named {cfg.default_agent!r} (agents: {', '.join(cfg.agents) or 'none'})",
@@ -481,7 +483,7 @@ def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | Non
     # models with an announced shutdown date: loads, with a warning naming where
     where = locator(loader.file, loader.nodes, loader.inherited)
     retiring = retirement_warnings(cfg, dt.date.today(), where)
-    return dataclasses.replace(cfg, warnings=(*cfg.warnings, *retiring))
+    return dataclasses.replace(cfg, warnings=(*loader.warnings, *retiring))
 
 
 def load(path: str | os.PathLike[str] | None) -> Config:

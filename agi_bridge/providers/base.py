@@ -96,6 +96,14 @@ class CallerIdle:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionUsage:
+    """Billed session time so far, for services billed by duration (GPT-Live): a
+    cumulative total in seconds, not an increment."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderError:
     code: str
     message: str
@@ -127,6 +135,7 @@ ProviderEvent = (
     | CallerTranscriptFailed
     | AgentTranscript
     | CallerIdle
+    | SessionUsage
     | ProviderError
     | Ignored
 )
