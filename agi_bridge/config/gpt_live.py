@@ -19,7 +19,7 @@ def check_gpt_live(
     with_tools = [name for name, agent in cfg.agents.items() if agent.tools]
     if with_tools and not cfg.realtime.backend_model:
         raise fail(
-            "realtime.backend_model",
+            "realtime.provider",  # the line that asked for GPT-Live
             "GPT-Live runs tools on a backend Responses model: set realtime.backend_model "
             f"(agents with tools: {', '.join(with_tools)})",
         )

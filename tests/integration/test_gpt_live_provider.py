@@ -193,3 +193,23 @@ async def test_unregistered_caller_is_refused_before_any_session(
     async with VirtualCaller("127.0.0.1", bridge.audiosocket.port) as caller:
         await asyncio.wait_for(caller.closed.wait(), 5)
     assert live.sessions == []
+
+
+async def test_check_connect_starts_a_gpt_live_session_per_agent(
+    live: LiveSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agi_bridge.check import check_connect
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    lines: list[str] = []
+    assert await check_connect(live_config(live.url), lines.append) is True
+    assert (
+        lines[-1] == "OK   realtime agent 'default': session.started (GPT-Live, model gpt-live-1)"
+    )
+    await live.wait_for(lambda: live.sessions and live.sessions[0].closed)
+    assert live.sessions[0].close_reason == "close_requested"  # closed with session.close
+    live.scenario = Scenario(api_key="sk-other")
+    lines.clear()
+    assert await check_connect(live_config(live.url), lines.append) is False
+    assert lines[-1].startswith("FAIL realtime agent 'default': cannot connect to")
+    assert "HTTP 401" in lines[-1]
