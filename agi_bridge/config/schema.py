@@ -21,7 +21,7 @@ DEFAULT_GREETING = "Greet the caller briefly and ask how you can help."
 
 # Tools the bridge implements itself; webhook tools (top-level ``tools:``) may not reuse
 # these names. transfer and switch_agent are offered when the agent has targets for them.
-BUILTIN_TOOLS = ("send_dtmf", "hangup", "transfer", "switch_agent")
+BUILTIN_TOOLS = ("send_dtmf", "hangup", "transfer", "switch_agent", "collect_digits")
 # Function names the Realtime API accepts; also used for transfer target names.
 TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -39,7 +39,8 @@ DialString = Annotated[str, _Raw]
 class Listen:
     audiosocket: str = "127.0.0.1:9092"
     fastagi: str = "127.0.0.1:4573"
-    http: str = "127.0.0.1:8088"  # /metrics and /healthz; "" = off
+    # /metrics, /healthz, /admin; "" = off. Not 8088: that is Asterisk's own HTTP (ARI)
+    http: str = "127.0.0.1:9091"
     # An AudioSocket UUID that no FastAGI request registered: "refuse" (hangup frame, the
     # dialplan falls back; nobody who merely reaches the port gets a model session) or
     # "default_agent" (trust the port: the demo's virtual caller, tests, a firewalled lab).
@@ -58,6 +59,43 @@ class Ami:
 
 
 @dataclass(frozen=True)
+class Ari:
+    """The ARI transport: a Stasis application, media over externalMedia (RTP or
+    chan_websocket). Off by default; AudioSocket runs either way."""
+
+    enabled: bool = False
+    url: str = "http://127.0.0.1:8088"  # Asterisk's HTTP server (http.conf); /ari is added
+    app: str = "agi-bridge"  # Stasis(agi-bridge,AGENT[,key=value...])
+    username: str = "agi_bridge"  # ari.conf user
+    password_env: str = "AGI_BRIDGE_ARI_PASSWORD"
+    password_file: str = ""  # wins over password_env when set
+    media: Literal["rtp", "websocket"] = "rtp"
+    # rtp: externalMedia sends µ-law RTP to a UDP port of the bridge on this address,
+    # one port per call from this range.
+    rtp_host: str = "127.0.0.1"
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 20199
+    # websocket: the bridge connects to chan_websocket at this URL + /CONNECTION_ID
+    # ("" = the url above with ws:// and /media); control messages in this format.
+    websocket_url: str = ""
+    websocket_control_format: Literal["plain-text", "json"] = "plain-text"
+    request_timeout_s: float = 5.0
+    reconnect_max_s: float = 5.0  # cap of the events websocket's reconnect backoff
+
+
+@dataclass(frozen=True)
+class Asterisk:
+    """Who may reach the FastAGI and AudioSocket listeners: only Asterisk."""
+
+    # Peer addresses or networks (IPv4/IPv6, CIDR) allowed to connect; others are dropped.
+    addresses: tuple[str, ...] = ("127.0.0.0/8", "::1")
+    # Shared secret of the FastAGI URL, agi://HOST:4573/agent?secret=VALUE; read from this
+    # environment variable or file (the file wins); "" = no secret required.
+    agi_secret_env: str = "AGI_BRIDGE_AGI_SECRET"
+    agi_secret_file: str = ""
+
+
+@dataclass(frozen=True)
 class Realtime:
     # openai: wss://api.openai.com/v1/realtime (Bearer); azure: RESOURCE url + api-key header;
     # url: any compatible server (Bearer); simulator: the bundled test double, in-process;
@@ -68,8 +106,9 @@ class Realtime:
     model: str = DEFAULT_REALTIME_MODEL
     api_key_env: str = "OPENAI_API_KEY"
     # With provider openai and no key in api_key_env, run against the bundled simulator
-    # (the offline demo) instead of failing every call.
-    simulator_without_key: bool = True
+    # (the offline demo). Off by default: a production bridge whose key went missing must
+    # not answer real callers with the test double; `serve` refuses to start instead.
+    simulator_without_key: bool = False
     connect_timeout_s: float = 10.0
     # gpt-live only: the Responses model that runs the agents' tools (required with tools)
     backend_model: str = ""
@@ -77,6 +116,14 @@ class Realtime:
     # call then goes on with a new session that gets the transcript so far, this many
     # times per call (0: end the call, the dialplan falls back).
     max_reconnects: int = 3
+    # A session that sends nothing this long while the bridge waits for it (a response
+    # requested or under way, the caller just stopped talking) is stalled: it is resumed
+    # (a new session with the transcript so far, answering at once), as after a drop.
+    stall_timeout_s: float = 4.0
+    # Sessions end after 60 minutes (session_expired): after this long the bridge moves
+    # the call to a new session at the next pause (nobody talking, nothing playing),
+    # with the transcript, tool results and caller DTMF so far; 0 = never.
+    rollover_after_s: float = 3300.0
 
 
 @dataclass(frozen=True)
@@ -131,6 +178,15 @@ class Agent:
     transfer_targets: Mapping[str, TransferTarget] = field(default_factory=dict)
     # Agents switch_agent may hand the conversation to (offered when not empty).
     handoff_agents: tuple[str, ...] = ()
+    # The webhook tool (a name in `tools:`) that receives what collect_digits collects;
+    # the model only learns how many digits there were.
+    collect_digits_webhook: str = ""
+    # After send_dtmf, stay quiet until the callee has spoken or this long has passed
+    # (agi_bridge/keypress_quiet.py); 0 = off.
+    quiet_after_dtmf_s: float = 4.0
+    # A webhook (a name in `tools:`) asked about the call before the greeting; its answer
+    # is {lookup} / {lookup_KEY} in the instructions and greeting (agi_bridge/lookup.py).
+    lookup_webhook: str = ""
 
 
 @dataclass(frozen=True)
@@ -191,8 +247,13 @@ class Admin:
     """The operator interface (HTTP JSON under /admin on the HTTP listener)."""
 
     enabled: bool = True
-    # Bearer token for /admin; required when the HTTP listener is not on a loopback address.
+    # Bearer token for /admin, always required: from this environment variable, else from
+    # token_file; when neither has one, the bridge generates it into token_file (0600).
     token_env: str = "AGI_BRIDGE_ADMIN_TOKEN"
+    token_file: str = "~/.config/agi-bridge/admin.token"  # `agi-bridge admin` reads it too
+    # Host names (besides IP literals and localhost) the admin API answers to; a request
+    # for any other Host, or with a foreign Origin, is refused (DNS rebinding, CSRF).
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -210,6 +271,20 @@ class Limits:
     hangup_drain_timeout_s: float = 15.0
     registration_ttl_s: float = 30.0
     first_frame_timeout_s: float = 10.0  # AudioSocket: UUID must arrive by then
+    # Before its first bytes (FastAGI environment, AudioSocket UUID) a connection is idle:
+    # closed after this long, and evicted first when a listener is full.
+    header_timeout_s: float = 2.0
+    max_connections_per_source: int = 100  # FastAGI and AudioSocket, each
+    max_fastagi_connections: int = 100
+    max_pending_registrations: int = 1000  # FastAGI calls waiting for their AudioSocket
+    max_pending_per_source: int = 500  # a flood from one peer evicts only its own
+    max_http_connections: int = 256  # listen.http: a new connection closes the oldest
+    http_idle_timeout_s: float = 10.0  # listen.http: no complete request by then: closed
+    # SIGTERM: new calls are refused at once; live calls may finish for this long, then
+    # go to the dialplan's fallback (a second SIGTERM ends the wait)
+    drain_timeout_s: float = 30.0
+    # /healthz reports unhealthy after this many calls in a row failed at Realtime
+    unhealthy_after_realtime_failures: int = 3
     transfer_drain_timeout_s: float = 10.0  # transfer: wait this long for the sentence to play
     transfer_close_timeout_s: float = 5.0  # after Redirect: wait for Asterisk to close the socket
 
@@ -335,6 +410,8 @@ DEFAULT_PRICES: Mapping[str, Price] = types.MappingProxyType(
 class Config:
     listen: Listen = field(default_factory=Listen)
     ami: Ami = field(default_factory=Ami)
+    ari: Ari = field(default_factory=Ari)
+    asterisk: Asterisk = field(default_factory=Asterisk)
     realtime: Realtime = field(default_factory=Realtime)
     agents: Mapping[str, Agent] = field(
         default_factory=lambda: types.MappingProxyType({"default": Agent()})
@@ -386,6 +463,12 @@ class Config:
             return agi_arg, "AGI argument"
         return self.default_agent, "default_agent"
 
+    def agi_secret(self) -> str:
+        """The FastAGI URL secret ("" = none); never logged."""
+        if self.asterisk.agi_secret_file:
+            return Path(self.asterisk.agi_secret_file).read_text().strip()
+        return os.environ.get(self.asterisk.agi_secret_env, "")
+
     def model_for(self, agent: Agent) -> str:
         """The model an agent's calls use: its own, else ``realtime.model`` (one source)."""
         return agent.model or self.realtime.model
@@ -404,3 +487,8 @@ class Config:
         if self.ami.secret_file:
             return Path(self.ami.secret_file).read_text().strip()
         return os.environ.get(self.ami.secret_env, "")
+
+    def ari_password(self) -> str:
+        if self.ari.password_file:
+            return Path(self.ari.password_file).read_text().strip()
+        return os.environ.get(self.ari.password_env, "")

@@ -87,6 +87,7 @@ class SimSession(InputEvents, ItemEvents):
         self.caller_audio_rate = 0
         self.last_output: str | None = None  # the last function_call_output received
         self.closed = False
+        self.stalled = False  # Scenario.stall_after_ms: sends nothing from then on
         self.close_code: int | None = None
 
         # Protocol state.
@@ -132,6 +133,7 @@ class SimSession(InputEvents, ItemEvents):
             (sc.error_after_ms, lambda: self._fail(sc.error_code, sc.close_code)),
             (sc.close_after_ms, lambda: self._ws.close(sc.close_code, "simulated close")),
             (sc.malformed_after_ms, lambda: self._ws.send("{this is not json")),
+            (sc.stall_after_ms, self._stall),
         ]
         try:
             async with asyncio.TaskGroup() as tg:
@@ -184,8 +186,14 @@ class SimSession(InputEvents, ItemEvents):
 
     # ------------------------------------------------------------------- output
 
+    async def _stall(self) -> None:
+        log.info("%s stalls: no more events (the socket stays open)", self.id)
+        self.stalled = True
+
     async def send(self, message: dict[str, Any]) -> None:
         """Send one server event and record it (audio as its byte length)."""
+        if self.stalled:
+            return  # a stalled service: open, but silent
         kind = message["type"]
         record = message
         if kind == "response.output_audio.delta":

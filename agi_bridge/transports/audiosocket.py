@@ -163,10 +163,17 @@ class AudioSocketMedia:
 class AmiControl:
     """Channel control over AMI, for the channel the FastAGI registration named."""
 
-    def __init__(self, ami: CallAmi | None, channel: str, media: AudioSocketMedia) -> None:
+    def __init__(
+        self,
+        ami: CallAmi | None,
+        channel: str,
+        media: AudioSocketMedia,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> None:
         self._ami = ami
         self._channel = channel
         self._media = media
+        self._on_outcome = on_outcome
 
     def _target(self, what: str) -> tuple[CallAmi, str]:
         if self._ami is None:
@@ -186,6 +193,10 @@ class AmiControl:
         await ami.redirect(channel, context, exten, priority)
 
     async def release(self, outcome: Outcome) -> None:
+        if self._on_outcome is not None:
+            # before the hangup frame: the dialplan may ask for it (FastAGI status) the
+            # moment AudioSocket() returns, and AMI may be down
+            self._on_outcome(outcome)
         if outcome is Outcome.COMPLETED and self._ami is not None and self._channel:
             try:
                 await self._ami.setvar(self._channel, STATUS_VARIABLE, "completed")
@@ -205,6 +216,7 @@ async def run_connection(
     start_call: StartCall,
     allow_unregistered: bool = False,
     is_live: Callable[[str], bool] = lambda call_id: False,
+    record_outcome: Callable[[str, str], None] | None = None,
 ) -> None:
     """One AudioSocket connection: read the UUID, find its registration, run the call.
 
@@ -250,4 +262,11 @@ async def run_connection(
         dnid=meta.dnid if meta else "",
         agent=meta.agent if meta else None,
     )
-    await start_call(identity, media, AmiControl(ami, identity.channel, media))
+    on_outcome = None
+    if record_outcome is not None:
+
+        def on_outcome(outcome: Outcome) -> None:
+            record_outcome(call_id, outcome.value)
+
+    control = AmiControl(ami, identity.channel, media, on_outcome)
+    await start_call(identity, media, control)

@@ -52,6 +52,23 @@ class Events:
         return [d for c, k, d in self.items if k == kind and (call_id is None or c == call_id)]
 
 
+@pytest.fixture(autouse=True)
+def _admin_token_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The admin token file (admin.token_file, under ~) goes to a fresh HOME per test."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("AGI_BRIDGE_ADMIN_TOKEN", raising=False)
+    return home
+
+
+def admin_headers() -> dict[str, str]:
+    """The Authorization header for the admin API of a bridge started in this test."""
+    from pathlib import Path
+
+    token = (Path.home() / ".config/agi-bridge/admin.token").read_text().strip()
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture
 async def simulator() -> AsyncIterator[Simulator]:
     async with Simulator(Scenario(greeting="Hello, thanks for calling.")) as sim:

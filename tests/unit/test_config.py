@@ -297,7 +297,7 @@ def test_unknown_tool() -> None:
     exc = error("agents:\n  default:\n    voice: ash\n    tools: [send_dtmf, fax]\n")
     assert str(exc) == (
         "bridge.yaml:4 agents.default.tools[1]: unknown tool 'fax', "
-        "expected send_dtmf, hangup, transfer, switch_agent"
+        "expected send_dtmf, hangup, transfer, switch_agent, collect_digits"
     )
 
 

@@ -183,7 +183,7 @@ def test_unknown_tool_inherited_from_defaults_points_at_defaults() -> None:
     exc = error("defaults:\n  tools: [hangup, fax]\nagents:\n  default: {}\n")
     assert str(exc) == (
         "bridge.yaml:2 defaults.tools[1] (inherited by agents.default): unknown tool 'fax', "
-        "expected send_dtmf, hangup, transfer, switch_agent"
+        "expected send_dtmf, hangup, transfer, switch_agent, collect_digits"
     )
 
 
@@ -234,7 +234,7 @@ def test_webhook_tool_name_clashing_with_a_builtin() -> None:
     exc = webhook_error(name="transfer")
     assert str(exc) == (
         "bridge.yaml:2 tools.transfer: tool name 'transfer' clashes with a built-in tool "
-        "(send_dtmf, hangup, transfer, switch_agent)"
+        "(send_dtmf, hangup, transfer, switch_agent, collect_digits)"
     )
     assert "bad name" not in str(webhook_error(name="hangup"))
     assert "letters, digits" in str(webhook_error(name="'look up'"))

@@ -126,7 +126,7 @@ def test_config_records_webhook_and_http_keys() -> None:
     assert cfg.listen.http == ""
     assert (cfg.records.dir, cfg.records.retention_days, cfg.records.wav) == ("/tmp/r", 7, True)
     assert cfg.webhook.url == "https://example.test/hook" and cfg.webhook.retries == 1
-    assert load_text("").listen.http == "127.0.0.1:8088"
+    assert load_text("").listen.http == "127.0.0.1:9091"
     with pytest.raises(ConfigError, match=r"listen\.http: expected HOST:PORT"):
         load_text("listen: {http: nope}")
     with pytest.raises(ConfigError, match=r"webhook\.url: expected an http"):
