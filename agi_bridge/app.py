@@ -68,6 +68,10 @@ def check_realtime_key(cfg: Config, env: Mapping[str, str] | None = None) -> Non
         return
     if rt.provider == "openai" and rt.simulator_without_key:
         return
+    if rt.provider == "gpt-live":  # no bundled stand-in here: the key is the only way
+        raise ConfigError(
+            f"no GPT-Live key: {rt.api_key_env} is not set", file=cfg.source, key="realtime"
+        )
     raise ConfigError(
         f"no Realtime key: {rt.api_key_env} is not set; set it, or ask for the bundled "
         "simulator explicitly (realtime.provider: simulator, or "

@@ -35,3 +35,15 @@ def test_a_realtime_model_name_with_gpt_live_is_a_warning_with_its_line() -> Non
     assert cfg.warnings == (
         "g.yaml:3 realtime.model: 'gpt-realtime' is not a GPT-Live model (e.g. gpt-live-1)",
     )
+
+
+def test_gpt_live_needs_its_key_at_start() -> None:
+    from agi_bridge.app import check_realtime_key
+
+    cfg = load_text(
+        "realtime: {provider: gpt-live, model: gpt-live-1}\nagents: {default: {tools: []}}\n",
+        "g.yaml",
+    )
+    with pytest.raises(ConfigError, match="no GPT-Live key: OPENAI_API_KEY is not set"):
+        check_realtime_key(cfg, env={})
+    check_realtime_key(cfg, env={"OPENAI_API_KEY": "sk-x"})
