@@ -48,6 +48,7 @@ from agi_bridge.errors import (
     RealtimeProtocolError,
 )
 from agi_bridge.playout import Pacer, PlayoutBuffer
+from agi_bridge.prompt_context import prompt_context
 from agi_bridge.providers import base as p
 
 log = logging.getLogger("agi_bridge.call")
@@ -125,6 +126,10 @@ class Call(CallActions, CallerInput):
             # µ-law ports carry the provider's audio as it is: no decode, no re-encode
             decode=bytes if ulaw_port else audio.ulaw_to_slin,
             log=self._log,
+            context={
+                **prompt_context(identity.caller_id, identity.dnid, identity.variables),
+                "channel": identity.channel,
+            },
         )
         self._provider: p.ProviderSession | None = None
         # set just before the channel is moved by a transfer: {destination, summary, ...}

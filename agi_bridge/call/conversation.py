@@ -21,7 +21,7 @@ import datetime as dt
 import json
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,6 +32,7 @@ from agi_bridge.call.stats import CallStats
 from agi_bridge.config import Agent, Config
 from agi_bridge.keypress_quiet import KeypressQuiet
 from agi_bridge.playout import PlayoutBuffer, Released
+from agi_bridge.prompt_context import substitute
 from agi_bridge.protocol.realtime import SessionConfig
 from agi_bridge.providers import base as p
 from agi_bridge.tools import ToolSet
@@ -93,10 +94,14 @@ class Conversation:
         decode: Callable[[bytes], bytes],
         log: logging.LoggerAdapter[logging.Logger],
         today: Callable[[], dt.date] = dt.date.today,
+        context: Mapping[str, str] | None = None,
     ) -> None:
         self._config = config
+        # {caller_id}, {dnid}, call variables in the instructions and greeting (safe: see
+        # prompt_context.py); unknown placeholders stay as written
+        self._context = dict(context or {})
         self.agent_name = agent_name
-        self.agent = agent
+        self.agent = self._personal(agent)
         self.tools = ToolSet.for_agent(config, agent_name)
         self.playout = playout
         self.stats = stats
@@ -169,9 +174,19 @@ class Conversation:
         self.session = session
         return [p.Configure(session)]
 
+    def _personal(self, agent: Agent) -> Agent:
+        """The agent with this call's values in its instructions and greeting."""
+        if not self._context:
+            return agent
+        return dataclasses.replace(
+            agent,
+            instructions=substitute(agent.instructions, self._context),
+            greeting=substitute(agent.greeting, self._context),
+        )
+
     def switch_agent(self, name: str, agent: Agent) -> list[Output]:
         previous = self.agent_name
-        self.agent_name, self.agent = name, agent
+        self.agent_name, self.agent = name, self._personal(agent)
         self.tools = ToolSet.for_agent(self._config, name)
         out = self.update_session()
         self._log.info("agent switched: %s -> %s", previous, name)

@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
-import re
 import shutil
 import signal
 import sys
@@ -32,15 +31,11 @@ from agi_bridge.config import Config
 from agi_bridge.errors import ConfigError
 from agi_bridge.ivrtest.checks import Evidence, Monitor, check
 from agi_bridge.ivrtest.report import CaseVerdict, format_summary, junit_xml, to_json_text
-from agi_bridge.ivrtest.suite import Case, Suite, load_suite
+from agi_bridge.ivrtest.suite import Case, Suite, load_suite, slug
 from agi_bridge.outbound import OutboundCall
 from agi_bridge.outbound.result import CallResult, Printer
 
 TICK_S = 0.25  # how often dead air is checked
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "case"
 
 
 class CaseRun:

@@ -98,6 +98,11 @@ class Suite:
     source: str = ""  # the file (not a YAML key)
 
 
+def slug(name: str) -> str:
+    """A case's directory name under --artifacts."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.") or "case"
+
+
 def load_suite(path: str | Path) -> Suite:
     p = Path(path)
     try:
@@ -135,10 +140,10 @@ def load_suite_text(text: str, file: str = "<string>") -> Suite:
         where = f"cases[{i}]"
         if not case.name:
             raise fail(where, "a case needs a name")
-        if case.name in seen:
-            first = seen[case.name]
+        if slug(case.name) in seen:  # names that differ only in punctuation clash too
+            first = seen[slug(case.name)]
             raise fail(f"{where}.name", f"name {case.name!r} already used by cases[{first}]")
-        seen[case.name] = i
+        seen[slug(case.name)] = i
         for key in ("destination", "goal"):
             if not getattr(case, key).strip():
                 raise fail(where, f"a case needs a {key} (in the case or in defaults)")

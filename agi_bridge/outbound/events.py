@@ -55,9 +55,10 @@ class CallEvents:
         """The AMD() result of our channel (UserEvent AgiBridgeAmd from the dialplan)."""
         if ev.get("UserEvent") != "AgiBridgeAmd" or ev.get("Uniqueid") != self.channel_id:
             return
-        amd = {"status": ev.get("Status"), "cause": ev.get("Cause"), "policy": self.amd}
-        self.result.amd = amd
         t = _seconds(self.now())
+        amd = {"status": ev.get("Status"), "cause": ev.get("Cause"), "policy": self.amd}
+        # seconds since dialing (for a Local/ channel, OriginateResponse may come later)
+        self.result.amd = {**amd, "t": str(t)}
         self._line(f"AMD: {amd['status']} ({amd['cause']}), policy {self.amd}")
         if self._watch is not None:
             self._watch("amd", dict(amd), t)

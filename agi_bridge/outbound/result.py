@@ -201,7 +201,8 @@ class CallResult:
     digits: list[dict[str, Any]] = field(default_factory=list)  # {"digit", "t"}
     # what Asterisk reports on the wire (AMI DTMFEnd): {"digit", "t", "duration_ms", ...}
     wire_digits: list[dict[str, Any]] = field(default_factory=list)
-    amd: dict[str, str] = field(default_factory=dict)  # {"status", "cause"} when AMD ran
+    # when AMD ran: {"status", "cause", "policy", "t" (seconds since dialing)}
+    amd: dict[str, str] = field(default_factory=dict)
     transcript: list[dict[str, Any]] = field(default_factory=list)  # {"t", "who", "text"|...}
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)  # response.done usage, summed

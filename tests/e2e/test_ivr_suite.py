@@ -64,6 +64,7 @@ CASE = """
       transcript: ["you entered 1 2 3 4 5"]
       prompts_in_order: ["press 2 for messages", "press 1 for number", "{prompt}"]
       max_duration_s: 60
+      max_silence_s: 20
 """
 
 
@@ -168,6 +169,10 @@ async def test_demo_ivr_suite_passes_and_a_wrong_expectation_fails(
         assert r["digits_on_wire"] == "2112345#"  # Asterisk's DTMFEnd events
         assert [d["digit"] for d in r["wire_digits"]] == list("2112345#")
         assert r["call"]["goal"].endswith("enter the number 12345.")  # {number} substituted
+        assert [c["text"] for c in r["callee"]] == [MAIN, SUB, ENTER, ENTERED]
+        start, end = r["longest_silence_s"]
+        assert 0 < end - start <= 20
+        print("longest callee silence:", r["longest_silence_s"], "duration", r["duration_s"])
     cases = check_junit(ok.junit)
     assert set(cases) == {"number-entry", "number-entry-again"}
     assert all(c.find("failure") is None for c in cases.values())

@@ -37,6 +37,8 @@ async def test_amd_machine_and_person_with_each_policy(
         "hangup",
     )
     assert r["amd"]["cause"].startswith(("LONGGREETING", "MAXWORDS")), r["amd"]
+    assert 0 < float(r["amd"]["t"]) < 8.0  # within total_analysis_time (5 s) of answer
+    print("AMD machine:", r["amd"])
     assert r["end_reason"] == "" and not o.sim.sessions  # no agent, no Realtime session
     assert "machine-beep" not in o.nodes()
     assert "AMD MACHINE" in o.asterisk.log_text()
@@ -50,6 +52,7 @@ async def test_amd_machine_and_person_with_each_policy(
     r = run.result
     assert r["amd"]["status"] == "HUMAN", r["amd"]
     assert r["amd"]["cause"].startswith("HUMAN")
+    print("AMD person:", r["amd"])
     assert r["end_reason"] == "operator_hangup"  # the agent was on the line
     assert len(o.sim.sessions) == 1
     await asyncio.to_thread(o.asterisk.wait_for_no_channels, 5)

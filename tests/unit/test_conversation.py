@@ -296,3 +296,29 @@ def test_a_silence_the_service_answers_itself_gets_no_second_response() -> None:
     conv.open_session(resumed=False)
     # the Realtime API commits the silence and responds on its own (timeout_triggered)
     assert kinds(conv.on_event(p.CallerIdle(answered=True), 9.0)) == ["Emit"]
+
+
+def test_the_calls_values_fill_the_instructions_and_greeting_safely() -> None:
+    cfg = load_text(CONFIG, "t.yaml")
+    agent = dataclasses.replace(
+        cfg.agents["default"],
+        instructions="The caller is {caller_id}, calling about order {order}. Keep {unknown}.",
+        greeting="Hello {caller_id}!",
+    )
+    conv = Conversation(
+        config=cfg,
+        agent_name="default",
+        agent=agent,
+        playout=PlayoutBuffer(2000),
+        stats=CallStats(),
+        decode=audio.ulaw_to_slin,
+        log=LOG,
+        context={"caller_id": "{order}", "order": "A-17"},
+    )
+    configure, respond = conv.open_session(resumed=False)
+    assert isinstance(configure, p.Configure) and isinstance(respond, p.Respond)
+    # a value is never expanded again; an unknown placeholder stays as written
+    assert "The caller is {order}, calling about order A-17. Keep {unknown}." in (
+        configure.session.instructions
+    )
+    assert respond.instructions is not None and respond.instructions.endswith("Hello {order}!")
