@@ -28,6 +28,7 @@ from agi_bridge.errors import AriError, ConfigError
 from agi_bridge.monitoring import Monitoring
 from agi_bridge.protocol.agi import AgiRequest
 from agi_bridge.providers.base import ProviderConnector
+from agi_bridge.providers.gpt_live import live_provider
 from agi_bridge.providers.realtime import realtime_provider
 from agi_bridge.realtime import Connector, connector
 from agi_bridge.transports import audiosocket as audiosocket_transport
@@ -63,10 +64,14 @@ def check_realtime_key(cfg: Config, env: Mapping[str, str] | None = None) -> Non
     """
     env = os.environ if env is None else env
     rt = cfg.realtime
-    if rt.provider not in ("openai", "azure") or env.get(rt.api_key_env):
+    if rt.provider not in ("openai", "azure", "gpt-live") or env.get(rt.api_key_env):
         return
     if rt.provider == "openai" and rt.simulator_without_key:
         return
+    if rt.provider == "gpt-live":  # no bundled stand-in here: the key is the only way
+        raise ConfigError(
+            f"no GPT-Live key: {rt.api_key_env} is not set", file=cfg.source, key="realtime"
+        )
     raise ConfigError(
         f"no Realtime key: {rt.api_key_env} is not set; set it, or ask for the bundled "
         "simulator explicitly (realtime.provider: simulator, or "
@@ -164,6 +169,27 @@ class Bridge:
         await self.close()
 
     async def start(self) -> None:
+        if self.config.realtime.provider == "gpt-live" and self._connect is None:
+            check_realtime_key(self.config)
+            self._provider = live_provider(self.config)
+        else:
+            await self._start_realtime()
+        if self._ami is None and self.config.ami.enabled:
+            client = ami_client(self.config)
+            await client.start()  # keeps reconnecting in the background if Asterisk is down
+            self._ami = self._ami_client = client
+        await self.fastagi.start()
+        await self.audiosocket.start()
+        if self.ari is not None:
+            try:
+                await self.ari.start(self.config.ari.request_timeout_s)
+            except AriError as exc:
+                # like AMI: keep trying in the background; until then Stasis() fails at
+                # once in Asterisk (the app is not registered) and the dialplan falls back
+                log.warning("%s; retrying in the background", exc)
+        await self.monitoring.start(self)
+
+    async def _start_realtime(self) -> None:
         if self._connect is None:
             check_realtime_key(self.config)
             if uses_simulator(self.config):
@@ -181,20 +207,6 @@ class Bridge:
             else:
                 self._connect = connector(self.config.realtime)
         self._provider = realtime_provider(self._connect)
-        if self._ami is None and self.config.ami.enabled:
-            client = ami_client(self.config)
-            await client.start()  # keeps reconnecting in the background if Asterisk is down
-            self._ami = self._ami_client = client
-        await self.fastagi.start()
-        await self.audiosocket.start()
-        if self.ari is not None:
-            try:
-                await self.ari.start(self.config.ari.request_timeout_s)
-            except AriError as exc:
-                # like AMI: keep trying in the background; until then Stasis() fails at
-                # once in Asterisk (the app is not registered) and the dialplan falls back
-                log.warning("%s; retrying in the background", exc)
-        await self.monitoring.start(self)
 
     def _accept(self, request: AgiRequest) -> str | None:
         """The agent of a FastAGI call: ``routes`` first, then the AGI argument, then

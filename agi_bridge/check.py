@@ -26,6 +26,8 @@ from agi_bridge.call import build_session
 from agi_bridge.config import Config
 from agi_bridge.errors import BridgeError
 from agi_bridge.protocol import realtime as rt
+from agi_bridge.providers.base import Configure, ProviderSession
+from agi_bridge.providers.gpt_live import live_provider
 from agi_bridge.realtime import connector
 from agi_bridge.tools import ToolSet
 
@@ -104,6 +106,8 @@ async def _check_realtime(config: Config, name: str, out: Print) -> bool:
         return True
     model = config.model_for(agent)
     session = build_session(config, agent, ToolSet.for_agent(config, name), dt.date.today())
+    if config.realtime.provider == "gpt-live":
+        return await _check_live(config, session, where, out)
     timeout = config.realtime.connect_timeout_s
     try:
         conn = await connector(config.realtime)(model)
@@ -131,3 +135,20 @@ async def _check_realtime(config: Config, name: str, out: Print) -> bool:
     finally:
         with contextlib.suppress(TimeoutError, BridgeError, OSError):
             await asyncio.wait_for(conn.close(), 3)
+
+
+async def _check_live(config: Config, session: rt.SessionConfig, where: str, out: Print) -> bool:
+    """GPT-Live: the agent's ``session.start`` must get ``session.started``."""
+    provider: ProviderSession | None = None
+    try:
+        provider = await live_provider(config)(session.model)
+        await provider.send(Configure(session))  # session.start, waits for session.started
+    except BridgeError as exc:
+        out(f"FAIL {where}: {exc}")
+        return False
+    finally:
+        if provider is not None:
+            with contextlib.suppress(TimeoutError, BridgeError, OSError):
+                await asyncio.wait_for(provider.close(), 5)
+    out(f"OK   {where}: session.started (GPT-Live, model {session.model})")
+    return True

@@ -74,13 +74,10 @@ class LiveConnection:
         return self.usage_seconds
 
 
-async def open_live(
-    url: str, api_key: str, start: gl.LiveSessionConfig, *, timeout: float = 10.0
-) -> LiveConnection:
-    """Connect, send ``session.start``, return once ``session.started`` arrived; raise
-    RealtimeError on a refused handshake, an ``error`` before the start, or a timeout."""
+async def connect_live(url: str, api_key: str, *, timeout: float = 10.0) -> ClientConnection:
+    """The websocket, not started yet (``start_live`` sends ``session.start``)."""
     try:
-        ws = await ws_connect(
+        return await ws_connect(
             url,
             additional_headers={"Authorization": f"Bearer {api_key}"},
             open_timeout=timeout,
@@ -93,6 +90,13 @@ async def open_live(
         )
     except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
         raise RealtimeError(f"cannot connect to {url.split('?')[0]}: {exc}") from exc
+
+
+async def start_live(
+    ws: ClientConnection, start: gl.LiveSessionConfig, *, timeout: float = 10.0
+) -> LiveConnection:
+    """Send ``session.start``; return once ``session.started`` arrived. On a refusal (an
+    ``error`` first), a close or a timeout: close the socket, raise RealtimeError."""
     try:
         await ws.send(gl.encode(gl.session_start(start)))
         async with asyncio.timeout(timeout):
@@ -113,3 +117,12 @@ async def open_live(
         if isinstance(exc, RealtimeError):
             raise
         raise RealtimeError(f"GPT-Live connection closed during start: {exc}") from exc
+
+
+async def open_live(
+    url: str, api_key: str, start: gl.LiveSessionConfig, *, timeout: float = 10.0
+) -> LiveConnection:
+    """Connect and start a session (``connect_live`` + ``start_live``)."""
+    return await start_live(
+        await connect_live(url, api_key, timeout=timeout), start, timeout=timeout
+    )

@@ -79,6 +79,7 @@ class Metrics:
     def __init__(self, config: Config) -> None:
         self.config = config
         self._simulator = config.uses_simulator()
+        self._session_s: dict[int, float] = {}  # per live call: session seconds reported
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.live: dict[int, CallView] = {}
@@ -113,9 +114,9 @@ class Metrics:
         self.tokens = Counter(
             f"{PREFIX}_tokens", "Realtime tokens, by model and kind", ["model", "kind"], registry=r
         )
-        self.transcription_audio_s = Counter(
-            f"{PREFIX}_transcription_audio_seconds",
-            "caller audio transcribed, billed by duration, by transcription model",
+        self.billed_audio_s = Counter(
+            f"{PREFIX}_billed_audio_seconds",
+            "audio billed by duration (input transcription, GPT-Live session time), by model",
             ["model"],
             registry=r,
         )
@@ -157,6 +158,7 @@ class Metrics:
             self.live[id(call)] = call
         elif kind == "end":
             self.live.pop(id(call), None)
+            self._session_s.pop(id(call), None)
             for name in FRAME_COUNTERS:
                 self.finished[name] = self.finished.get(name, 0) + getattr(call.stats, name)
             self.calls.labels(outcome=str(data.get("reason", "unknown"))).inc()
@@ -187,13 +189,19 @@ class Metrics:
             if isinstance(usage, Mapping) and asr:
                 tokens, seconds = transcription_kinds(usage)
                 self._add_usage(asr, tokens, seconds)
+        elif kind == "session_usage":
+            # cumulative per session: count what is new (a new session starts at 0)
+            total = float(data.get("seconds") or 0.0)
+            last = self._session_s.get(id(call), 0.0)
+            self._session_s[id(call)] = total
+            self._add_usage(call.model, {}, total - last if total >= last else total)
 
     def _add_usage(self, model: str, tokens: Mapping[str, int], seconds: float) -> None:
         for kind in TOKEN_KINDS:
             if tokens.get(kind):
                 self.tokens.labels(model=model, kind=kind).inc(tokens[kind])
         if seconds:
-            self.transcription_audio_s.labels(model=model).inc(seconds)
+            self.billed_audio_s.labels(model=model).inc(seconds)
         if self._simulator:
             return  # the bundled simulator is a test double: no cost
         entry = price_for(self.config.prices, model)

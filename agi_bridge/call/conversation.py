@@ -241,16 +241,19 @@ class Conversation:
         if isinstance(ev, p.ProviderError):
             return self._on_error(ev)
         if isinstance(ev, p.CallerIdle):
-            return self._on_caller_idle()
+            return self._on_caller_idle(ev)
+        if isinstance(ev, p.SessionUsage):
+            return [Emit("session_usage", {"seconds": ev.seconds})]
         self._log.debug("ignoring provider event %s", ev.type)
         return []
 
-    def _on_caller_idle(self) -> list[Output]:
+    def _on_caller_idle(self, ev: p.CallerIdle) -> list[Output]:
         """The caller said nothing for the idle timeout: the agent checks on them, unless
-        it is speaking or about to (then the silence is the caller listening)."""
+        it is speaking or about to (then the silence is the caller listening), or the
+        service answers the silence itself (a second response would collide)."""
         self._log.info("the caller has been silent for the idle timeout")
         out: list[Output] = [Emit("caller_idle", {})]
-        if self.playout.audible or self.response.busy or self.session is None:
+        if ev.answered or self.playout.audible or self.response.busy or self.session is None:
             return out
         return out + self._want_response(f"{self.session.instructions}\n\n# Now\n{IDLE_PROMPT}")
 

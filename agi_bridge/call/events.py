@@ -48,6 +48,7 @@ EventKind = Literal[
     "turn_latency",  # item_id, ms
     "response_done",  # response_id, status, usage
     "transcription_usage",  # item_id, usage
+    "session_usage",  # seconds (cumulative billed session time: GPT-Live)
     "tool_call",  # name, arguments, call_id
     "tool_result",  # name, result, call_id
     "agent_switch",  # agent, previous

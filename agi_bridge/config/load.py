@@ -384,7 +384,7 @@ def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | Non
         cfg = _apply_env(cfg, env)
     # `prices:` in the file adds to (or overrides) the published defaults
     prices = types.MappingProxyType({**DEFAULT_PRICES, **cfg.prices})
-    cfg = dataclasses.replace(cfg, source=file, prices=prices, warnings=tuple(loader.warnings))
+    cfg = dataclasses.replace(cfg, source=file, prices=prices)
     if cfg.default_agent not in cfg.agents:
         raise ConfigError(
             f"no agent named {cfg.default_agent!r} (agents: {', '.join(cfg.agents) or 'none'})",
@@ -396,7 +396,8 @@ def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | Non
     # models with an announced shutdown date: loads, with a warning naming where
     where = locator(loader.file, loader.nodes, loader.inherited)
     retiring = retirement_warnings(cfg, dt.date.today(), where)
-    return dataclasses.replace(cfg, warnings=(*cfg.warnings, *retiring))
+    # (validate may add warnings too: collected here, after it)
+    return dataclasses.replace(cfg, warnings=(*loader.warnings, *retiring))
 
 
 def load(path: str | os.PathLike[str] | None) -> Config:

@@ -98,8 +98,10 @@ class Asterisk:
 @dataclass(frozen=True)
 class Realtime:
     # openai: wss://api.openai.com/v1/realtime (Bearer); azure: RESOURCE url + api-key header;
-    # url: any compatible server (Bearer); simulator: the bundled test double, in-process.
-    provider: Literal["openai", "azure", "url", "simulator"] = "openai"
+    # url: any compatible server (Bearer); simulator: the bundled test double, in-process;
+    # gpt-live: OpenAI's GPT-Live API (url default wss://api.openai.com/v1/live/sessions;
+    # model e.g. gpt-live-1; tools run on backend_model through "responses" delegation).
+    provider: Literal["openai", "azure", "url", "simulator", "gpt-live"] = "openai"
     url: str = ""
     model: str = DEFAULT_REALTIME_MODEL
     api_key_env: str = "OPENAI_API_KEY"
@@ -108,6 +110,8 @@ class Realtime:
     # not answer real callers with the test double; `serve` refuses to start instead.
     simulator_without_key: bool = False
     connect_timeout_s: float = 10.0
+    # gpt-live only: the Responses model that runs the agents' tools (required with tools)
+    backend_model: str = ""
     # A session ends after 60 minutes (session_expired) or when the connection drops; the
     # call then goes on with a new session that gets the transcript so far, this many
     # times per call (0: end the call, the dialplan falls back).

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from agi_bridge.config.gpt_live import check_gpt_live
 from agi_bridge.config.schema import BUILTIN_TOOLS, ROUTE_MATCH_KEYS, TOOL_NAME_RE, Config
 from agi_bridge.errors import ConfigError
 
@@ -79,6 +80,7 @@ def validate(cfg: Config, loader: Any) -> None:
                 raise fail(f"{where}.headers_env.{header}", "expected an environment variable")
 
     _validate_ari(cfg, fail)
+    check_gpt_live(cfg, fail, lambda key, msg: loader.warn(loader.nodes.get(key), key, msg))
     for name, price in cfg.prices.items():
         mapped = cfg.prices.get(price.same_as) if price.same_as else None
         if price.same_as and (mapped is None or mapped.same_as):

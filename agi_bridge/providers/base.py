@@ -92,7 +92,21 @@ class AgentTranscript:
 
 @dataclass(frozen=True, slots=True)
 class CallerIdle:
-    """The caller has said nothing for the configured idle timeout."""
+    """The caller has said nothing for the configured idle timeout.
+
+    ``answered``: the service answers the silence itself (the Realtime API commits it and
+    generates a response: openai-python input_audio_buffer_timeout_triggered.py), so the
+    conversation must not ask for another one."""
+
+    answered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUsage:
+    """Billed session time so far, for services billed by duration (GPT-Live): a
+    cumulative total in seconds, not an increment."""
+
+    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +141,7 @@ ProviderEvent = (
     | CallerTranscriptFailed
     | AgentTranscript
     | CallerIdle
+    | SessionUsage
     | ProviderError
     | Ignored
 )

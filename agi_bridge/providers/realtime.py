@@ -65,7 +65,7 @@ def neutral_event(ev: rt.ServerEvent) -> p.ProviderEvent:
         case rt.InputTimeout():
             # server VAD's idle_timeout_ms: the service commits the silence and answers
             # it itself (silent_caller.py says what the conversation does after that)
-            return p.CallerIdle()
+            return p.CallerIdle(answered=True)
         case rt.TranscriptionFailed(item_id, message):
             return p.CallerTranscriptFailed(item_id, message)
         case rt.AudioTranscriptDone(item_id, transcript):

@@ -3,6 +3,8 @@ virtual caller -> bridge -> Realtime simulator (strict GA schema) over real sock
 
 from __future__ import annotations
 
+import asyncio
+
 from agi_bridge.config import TurnDetectionConfig
 from agi_bridge.simulator import Scenario, Simulator, Turn
 from agi_bridge.virtual_caller import VirtualCaller
@@ -45,5 +47,10 @@ async def test_reasoning_fields_idle_timeout_and_transcription_usage(
     timeout = simulator.sessions[0].sent_counts["input_audio_buffer.timeout_triggered"]
     assert timeout == 1
     assert events.of("agent_transcript")[2]["text"] == "Are you still there?"
+    # the service answers the timeout itself: one prompt, no second response.create
+    await asyncio.sleep(3.0)
+    sim_session = simulator.sessions[0]
+    assert sim_session.errors_sent == []
+    assert [r.script for r in sim_session.responses] == ["greeting", "turn 0", "turn 1"]
     usage = events.of("transcription_usage")[0]["usage"]
     assert usage["kind"] == "duration" and usage["seconds"] > 1.0

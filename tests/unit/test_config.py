@@ -226,7 +226,7 @@ def test_bad_literal() -> None:
     exc = error("realtime:\n  provider: anthropic\n")
     assert str(exc) == (
         "bridge.yaml:2 realtime.provider: got 'anthropic', expected one of "
-        "'openai', 'azure', 'url', 'simulator'"
+        "'openai', 'azure', 'url', 'simulator', 'gpt-live'"
     )
 
 

@@ -291,6 +291,13 @@ def test_a_silent_caller_is_asked_whether_they_are_still_there() -> None:
     assert respond.instructions.endswith("still there or need anything else.")
 
 
+def test_a_silence_the_service_answers_itself_gets_no_second_response() -> None:
+    conv = make()
+    conv.open_session(resumed=False)
+    # the Realtime API commits the silence and responds on its own (timeout_triggered)
+    assert kinds(conv.on_event(p.CallerIdle(answered=True), 9.0)) == ["Emit"]
+
+
 def test_the_calls_values_fill_the_instructions_and_greeting_safely() -> None:
     cfg = load_text(CONFIG, "t.yaml")
     agent = dataclasses.replace(

@@ -25,7 +25,7 @@ def test_transcription_seconds_and_cost_by_transcription_model() -> None:
     usage = {"kind": "duration", "seconds": 60.0}
     metrics(call, "transcription_usage", {"item_id": "i", "usage": usage})  # type: ignore[arg-type]
     labels = {"model": "gpt-live-transcribe"}
-    assert _value(metrics, "agi_bridge_transcription_audio_seconds_total", **labels) == 60.0
+    assert _value(metrics, "agi_bridge_billed_audio_seconds_total", **labels) == 60.0
     assert _value(metrics, "agi_bridge_estimated_cost_usd_total", **labels) == 0.017
 
 
@@ -41,3 +41,17 @@ def test_simulator_calls_count_usage_but_no_cost() -> None:
     assert (
         _value(metrics, "agi_bridge_estimated_cost_usd_total", model="gpt-live-transcribe") == 0.0
     )
+
+
+def test_gpt_live_session_seconds_are_counted_once_and_priced_per_minute() -> None:
+    cfg = load_text(
+        "realtime: {provider: gpt-live, model: gpt-live-1}\nagents: {default: {tools: []}}\n",
+        "m.yaml",
+    )
+    metrics = Metrics(cfg)
+    call = _call("gpt-live-1")
+    for seconds in (10.0, 30.0, 60.0):  # cumulative reports
+        metrics(call, "session_usage", {"seconds": seconds})  # type: ignore[arg-type]
+    labels = {"model": "gpt-live-1"}
+    assert _value(metrics, "agi_bridge_billed_audio_seconds_total", **labels) == 60.0
+    assert _value(metrics, "agi_bridge_estimated_cost_usd_total", **labels) == 0.05

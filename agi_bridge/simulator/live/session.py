@@ -51,6 +51,7 @@ from agi_bridge.simulator.vad import EnergyVad
 log = logging.getLogger("agi_bridge.simulator.live")
 
 USAGE_EVERY_MS = 10_000
+FRAGMENT_MS = 400  # a caller transcript fragment this often while the caller talks
 MAX_RECORDS = 10_000
 MAX_APPEND_BYTES = 15 * 1024 * 1024
 
@@ -88,6 +89,9 @@ class LiveSession:
         self._out_fmt: AudioFormat | None = None
         self._turn_index = 0
         self._speech_start_ms = 0
+        self._words: list[str] = []  # the caller's scripted words not transcribed yet
+        self._scripted = False
+        self._next_fragment_ms = 0.0  # when the next transcript fragment is due (in speech)
         self._speaking: asyncio.Task[None] | None = None
         self._stop_speaking = False
         self._pending_calls: dict[str, str] = {}  # call_id -> delegation_id
@@ -201,11 +205,23 @@ class LiveSession:
         for vad_event in self._vad.feed(samples):
             if vad_event.kind == "start":
                 self._speech_start_ms = vad_event.ms
+                self._words = self._caller_words()
+                self._scripted = bool(self._words)
+                self._next_fragment_ms = vad_event.ms + FRAGMENT_MS
                 if self._speaking is not None and not self._speaking.done():
                     self.interruptions += 1
                     self._stop_speaking = True  # full duplex: it yields to the caller
             else:
                 await self._caller_turn_ended(vad_event.ms)
+        if self._vad.in_speech and self._timeline_ms >= self._next_fragment_ms:
+            # streaming transcription: a word every FRAGMENT_MS while the caller talks
+            # (an unscripted caller gets one "..." first: the server heard something)
+            first = self._next_fragment_ms == self._speech_start_ms + FRAGMENT_MS
+            self._next_fragment_ms += FRAGMENT_MS
+            words = self._words[:1] or (["..."] if first and not self._scripted else [])
+            del self._words[:1]
+            if words:
+                await self._transcript_fragment(words, round(self._timeline_ms))
         while self._timeline_ms - self._usage_reported_ms >= USAGE_EVERY_MS:
             self._usage_reported_ms += USAGE_EVERY_MS
             await self.send(event("session.usage.updated", usage=self._usage()))
@@ -229,9 +245,17 @@ class LiveSession:
     async def _on_session_commentary_append(self, obj: dict[str, Any]) -> None:
         self.commentary.append(obj["content"])
         await self._appended("session.commentary.appended")
-        if obj["delegation_id"] in self._client_delegations:
-            self._client_delegations.discard(obj["delegation_id"])
-        self._start_speaking(obj["content"])
+        delegation_id = obj["delegation_id"]
+        if delegation_id in self._client_delegations:  # a delegated task's result
+            self._client_delegations.discard(delegation_id)
+            self._start_speaking(obj["content"])
+        elif not self._is_speaking():
+            # general guidance: spoken as given, unless the model is already talking
+            # (then it is folded into what it says: recorded only)
+            self._start_speaking(obj["content"])
+
+    def _is_speaking(self) -> bool:
+        return self._speaking is not None and not self._speaking.done()
 
     def _require_responses(self, kind: str) -> None:
         assert self.session is not None
@@ -259,7 +283,7 @@ class LiveSession:
         if self._pending_calls:
             missing = ", ".join(self._pending_calls)
             raise SchemaError("invalid_value", f"No tool output found for: {missing}.")
-        self._start_speaking(self._fill(self._next_turn().text))
+        await self._take_turn(round(self._timeline_ms))
 
     async def _on_session_close(self, obj: dict[str, Any]) -> None:
         if self._speaking is not None:
@@ -290,24 +314,37 @@ class LiveSession:
     def _fill(self, text: str) -> str:
         return text.replace("{output}", self._last_output)
 
-    async def _caller_turn_ended(self, end_ms: int) -> None:
+    def _caller_words(self) -> list[str]:
         turns = self.scenario.turns
         upcoming = turns[self._turn_index] if self._turn_index < len(turns) else None
-        said = upcoming.caller_text if upcoming and upcoming.caller_text else None
-        heard = said or f"[caller spoke for {(end_ms - self._speech_start_ms) / 1000:.1f} s]"
+        said = upcoming.caller_text if upcoming and upcoming.caller_text else ""
+        return said.split()
+
+    async def _transcript_fragment(self, words: list[str], end_ms: int) -> None:
         await self.send(
             event(
                 "session.input_transcript.delta",
-                delta=heard,
+                delta=" ".join(words) + " ",
                 start_ms=self._speech_start_ms,
                 end_ms=end_ms,
             )
         )
+
+    async def _caller_turn_ended(self, end_ms: int) -> None:
+        spoke = f"[caller spoke for {(end_ms - self._speech_start_ms) / 1000:.1f} s]"
+        rest = self._words if self._scripted else [spoke]
+        self._words = []
+        if rest:
+            await self._transcript_fragment(rest, end_ms)
+        await self._take_turn(end_ms)
+
+    async def _take_turn(self, at_ms: int) -> None:
+        """The next scripted turn: its words, and its tool calls delegated."""
         turn = self._next_turn()
         if turn.text:
             self._start_speaking(self._fill(turn.text))
         if turn.tool_calls:
-            await self._delegate(turn, end_ms)
+            await self._delegate(turn, at_ms)
 
     async def _delegate(self, turn: Turn, offset_ms: int) -> None:
         assert self.session is not None
