@@ -30,7 +30,7 @@ from agi_bridge.call.actions import CallActions
 from agi_bridge.call.caller_input import CallerInput
 from agi_bridge.call.conversation import Conversation, Emit, EndCall, FlushMedia, Output, RunTool
 from agi_bridge.call.dtmf import DtmfGate
-from agi_bridge.call.events import EndReason, Observer, State
+from agi_bridge.call.events import OUTCOMES, TRANSITIONS, EndReason, Observer, State
 from agi_bridge.call.ports import (
     CallIdentity,
     ChannelControl,
@@ -57,20 +57,6 @@ STATUS_VARIABLE = "AGI_BRIDGE_STATUS"
 ROLLOVER = "session rollover before the 60 minute limit"
 ROLLOVER_POLL_S = 0.25  # past the rollover time: how often to look for a pause
 RELEASE_TIMEOUT_S = 5.0
-
-TRANSITIONS: dict[State, frozenset[State]] = {
-    State.CONNECTING: frozenset({State.ACTIVE, State.ENDING}),
-    State.ACTIVE: frozenset({State.ENDING}),
-    State.ENDING: frozenset({State.ENDED}),
-    State.ENDED: frozenset(),
-}
-
-OUTCOMES: dict[EndReason, Outcome] = {
-    EndReason.CALLER_HANGUP: Outcome.CALLER_GONE,
-    EndReason.AGENT_HANGUP: Outcome.COMPLETED,
-    EndReason.OPERATOR_HANGUP: Outcome.COMPLETED,
-    EndReason.TRANSFERRED: Outcome.TRANSFERRED,
-}  # everything else: FAILED (the dialplan's fallback)
 
 
 class _Stop(Exception):

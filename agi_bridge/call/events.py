@@ -7,7 +7,7 @@ import enum
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
-from agi_bridge.call.ports import CallIdentity
+from agi_bridge.call.ports import CallIdentity, Outcome
 from agi_bridge.call.stats import AudioRecorder, CallStats
 from agi_bridge.config import Config
 from agi_bridge.errors import BridgeError
@@ -30,6 +30,23 @@ class EndReason(enum.Enum):
     INTERNAL_ERROR = "internal_error"
     TRANSFERRED = "transferred"  # the channel continues elsewhere in the dialplan
     OPERATOR_HANGUP = "operator_hangup"  # the admin interface ended the call
+
+
+# The call's life: legal transitions (an illegal one raises, call.py).
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.CONNECTING: frozenset({State.ACTIVE, State.ENDING}),
+    State.ACTIVE: frozenset({State.ENDING}),
+    State.ENDING: frozenset({State.ENDED}),
+    State.ENDED: frozenset(),
+}
+
+# How the call leaves the bridge, by why it ended (ports.Outcome)
+OUTCOMES: dict[EndReason, Outcome] = {
+    EndReason.CALLER_HANGUP: Outcome.CALLER_GONE,
+    EndReason.AGENT_HANGUP: Outcome.COMPLETED,
+    EndReason.OPERATOR_HANGUP: Outcome.COMPLETED,
+    EndReason.TRANSFERRED: Outcome.TRANSFERRED,
+}  # everything else: FAILED (the dialplan's fallback)
 
 
 # Every event a call emits, with its data keys:
