@@ -235,18 +235,23 @@ async def test_stranger_cannot_reach_audiosocket(start_bridge: BridgeFactory) ->
 
 
 def _refused_call(port: int) -> tuple[bytes, bytes]:
-    """Play Asterisk on a call the bridge refuses: UUID and 10 frames sent at once, then
-    read until the bridge's hangup frame, close our side as AudioSocket() does, read on.
-    A TCP reset raises ConnectionResetError here."""
+    """Play Asterisk on a call the bridge refuses: the UUID and a frame, then read the
+    bridge's hangup frame while frames keep coming every 20 ms (those Asterisk sent before
+    it read the hangup frame), then close our side as AudioSocket() does and read on.
+    A TCP reset raises ConnectionResetError (or BrokenPipeError) here."""
+    audio = asock.audio_frame(bytes(320))
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     try:
-        sock.sendall(asock.uuid_frame(uuid.uuid4()) + asock.audio_frame(bytes(320)) * 10)
+        sock.sendall(asock.uuid_frame(uuid.uuid4()) + audio)
         first = b""
         while len(first) < 3:
             chunk = sock.recv(3 - len(first))
             if not chunk:
                 break
             first += chunk
+        for _ in range(10):  # in flight while Asterisk handles the hangup frame
+            time.sleep(0.02)
+            sock.sendall(audio)
         sock.shutdown(socket.SHUT_WR)
         rest = sock.recv(100)
         return first, rest
