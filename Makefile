@@ -4,7 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= examples/agi-bridge.yaml
 
-.PHONY: install test-env test test-unit lint run demo simulate bench soak clean up down logs smoke
+.PHONY: install test-env test test-unit lint run demo simulate bench soak clean up down logs smoke \
+	docker-engine docker-engine-stop
 
 install: $(VENV)/.installed
 
@@ -15,10 +16,12 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # What the end-to-end tests need on the host: Debian packages (baresip, tshark, sox,
-# espeak-ng, debootstrap) and the Asterisk 22 chroot (built once, then cached).
+# espeak-ng, debootstrap), the Asterisk 22 chroot (built once, then cached) and, for the
+# Docker stack test, Debian's docker.io with the Compose/buildx plugins (not started here).
 test-env:
 	scripts/install-system-deps.sh
 	scripts/provision-asterisk-chroot.sh
+	scripts/docker-engine.sh install
 
 # The whole suite: unit, integration (real sockets + simulator), e2e (real Asterisk).
 test: install test-env
@@ -61,8 +64,10 @@ clean:
 # Without OPENAI_API_KEY the Realtime simulator runs as its own service (compose.simulator.yaml).
 COMPOSE ?= docker compose -f docker/compose.yaml $(if $(OPENAI_API_KEY),,-f docker/compose.simulator.yaml)
 
+UP_TIMEOUT ?= 180
+
 up:
-	$(COMPOSE) up -d --build --wait
+	$(COMPOSE) up -d --build --wait --wait-timeout $(UP_TIMEOUT)
 
 down:
 	docker compose -f docker/compose.yaml -f docker/compose.simulator.yaml --profile smoke down --remove-orphans
@@ -74,3 +79,10 @@ logs:
 smoke: up
 	$(COMPOSE) --profile smoke build softphone
 	$(COMPOSE) --profile smoke run --rm softphone
+
+# No Docker on Debian bookworm? Install and start one (root); -stop undoes it (docker/README.md).
+docker-engine:
+	scripts/docker-engine.sh start
+
+docker-engine-stop:
+	scripts/docker-engine.sh stop

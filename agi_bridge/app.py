@@ -52,13 +52,7 @@ def ami_client(cfg: Config) -> AmiClient:
 
 def uses_simulator(cfg: Config) -> bool:
     """True when calls go to the bundled simulator: asked for, or OpenAI without a key."""
-    if cfg.realtime.provider == "simulator":
-        return True
-    return (
-        cfg.realtime.provider == "openai"
-        and cfg.realtime.simulator_without_key
-        and not os.environ.get(cfg.realtime.api_key_env)
-    )
+    return cfg.uses_simulator()
 
 
 def check_realtime_key(cfg: Config, env: Mapping[str, str] | None = None) -> None:

@@ -324,6 +324,12 @@ class Monitoring:
                     "ok": bool(bridge.ami.connected),
                     "server": f"{cfg.ami.host}:{cfg.ami.port}",
                 }
+                if not bridge.ami.connected:  # say why, and what to do (`make run` alone)
+                    why = getattr(bridge.ami, "last_error", "") or "not logged in yet"
+                    checks["ami"]["detail"] = (
+                        f"{why}; is Asterisk running with manager.conf's [{cfg.ami.username}]"
+                        " user? Without Asterisk, set ami.enabled: false"
+                    )
             checks["calls"] = {"ok": True, "active": bridge.active_calls}
             checks["realtime"] = self.realtime.check()
         else:

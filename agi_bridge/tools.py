@@ -5,7 +5,8 @@ that goes back to the model as ``function_call_output``. Bad arguments and failu
 results (``{"ok": false, "error": ...}``), never exceptions that end the call.
 
 Built-in tools: ``send_dtmf``, ``hangup``, ``transfer`` (to the agent's
-``transfer_targets``), ``switch_agent`` (to its ``handoff_agents``). Webhook tools are
+``transfer_targets``), ``switch_agent`` (to its ``handoff_agents``), ``collect_digits``
+(to its ``collect_digits_webhook``). Webhook tools are
 declared in the top-level ``tools:`` section and carried out as one HTTP request each.
 """
 
@@ -67,6 +68,11 @@ class CallControls(Protocol):
 
     def call_info(self) -> dict[str, str]:
         """call_id, agent, caller_id, dnid, channel (what a webhook is told)."""
+        ...
+
+    async def collect_digits(self, max_digits: int, terminator: str, timeout_s: float) -> str:
+        """The digits the caller types next (masked everywhere, never sent to the model);
+        raises ToolError when a collection is already running."""
         ...
 
 
@@ -411,6 +417,11 @@ class ToolSet:
         for name in agent.tools:
             if name in BUILTIN:
                 tools.append(BUILTIN[name])
+            elif name == "collect_digits" and agent.collect_digits_webhook in config.tools:
+                from agi_bridge.collect_digits import collect_digits_tool  # it imports us
+
+                webhook = agent.collect_digits_webhook
+                tools.append(collect_digits_tool(webhook, config.tools[webhook]))
             elif name in config.tools:
                 tools.append(webhook_tool(name, config.tools[name]))
         if agent.transfer_targets:

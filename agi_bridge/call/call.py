@@ -23,46 +23,35 @@ import json
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Literal
+from typing import Any
 
 from agi_bridge import audio
+from agi_bridge.call.actions import CallActions
+from agi_bridge.call.caller_input import CallerInput
 from agi_bridge.call.conversation import Conversation, Emit, EndCall, FlushMedia, Output, RunTool
 from agi_bridge.call.dtmf import DtmfGate
-from agi_bridge.call.events import CallNotActive, EndReason, Observer, State
+from agi_bridge.call.events import EndReason, Observer, State
 from agi_bridge.call.ports import (
-    CallerAudio,
-    CallerDtmf,
     CallIdentity,
     ChannelControl,
-    MediaEnded,
     MediaFormat,
     MediaPort,
     Outcome,
 )
 from agi_bridge.call.stats import AudioRecorder, CallStats
-from agi_bridge.config import Config, TransferTarget
+from agi_bridge.config import Config
+from agi_bridge.digits import DigitCollector
 from agi_bridge.errors import (
     BridgeError,
-    ControlError,
     MediaError,
     RealtimeError,
     RealtimeProtocolError,
-    ToolError,
 )
 from agi_bridge.playout import Pacer, PlayoutBuffer
 from agi_bridge.providers import base as p
 
 log = logging.getLogger("agi_bridge.call")
 
-# After the last frame of the goodbye has left, the phone's jitter buffer still holds a
-# few tens of ms; hanging up at once would cut the final syllable.
-HANGUP_TAIL_S = 0.3
-INPUT_BATCH_BYTES = 320  # µ-law bytes per appended chunk: 40 ms
-# A Local channel whose far side waits in WaitExten()/Read() (a phone menu reached with
-# `agi-bridge call Local/...`) sends no frames at all, and the provider's VAD runs on the
-# appended audio: it would never hear a prompt end. After this long without audio from
-# Asterisk the bridge appends that much silence instead (a phone's RTP never stops).
-CALLER_GAP_S = 0.2
 STATUS_VARIABLE = "AGI_BRIDGE_STATUS"
 ROLLOVER = "session rollover before the 60 minute limit"
 ROLLOVER_POLL_S = 0.25  # past the rollover time: how often to look for a pause
@@ -95,7 +84,7 @@ class IllegalTransition(BridgeError):
     pass
 
 
-class Call:
+class Call(CallActions, CallerInput):
     def __init__(
         self,
         identity: CallIdentity,
@@ -141,6 +130,9 @@ class Call:
         # set just before the channel is moved by a transfer: {destination, summary, ...}
         self.transfer_info: dict[str, Any] | None = None
         self._dtmf = DtmfGate(clock)
+        # collect_digits: caller digits go here, masked, not to the model (digits.py)
+        self._digits = DigitCollector()
+        self._digits_changed = asyncio.Event()
         self._dtmf_pressed = asyncio.Event()
         self._stop = asyncio.Event()
         self._drained = asyncio.Event()
@@ -296,86 +288,6 @@ class Call:
             self.stats.truncates_sent,
         )
         self._emit("end", reason=reason.value, detail=self.end_detail)
-
-    # ------------------------------------------------------------ caller -> model
-
-    async def _pump_caller(self) -> None:
-        receive = self._media.receive
-        while True:
-            events = await receive()
-            self._caller_heard_until = self._clock()
-            for ev in events:
-                if isinstance(ev, CallerAudio):
-                    self._on_caller_audio(ev.data)
-                elif isinstance(ev, CallerDtmf):
-                    self._on_caller_dtmf(ev.digit)
-                elif isinstance(ev, MediaEnded):
-                    self.end(EndReason.CALLER_HANGUP, ev.detail)
-                    return
-            if len(self._in_batch) >= INPUT_BATCH_BYTES:
-                await self._flush_caller_audio()
-
-    def _on_caller_dtmf(self, digit: str) -> None:
-        if self._dtmf.press(digit):
-            for out in self.conversation.caller_dtmf(digit):
-                if isinstance(out, Emit):
-                    self._emit(out.kind, **out.data)
-            self._dtmf_pressed.set()
-        elif self._dtmf.dropped % 1000 == 1:  # a flood: one line per thousand
-            self._log.warning("caller DTMF over the rate limit: %d dropped", self._dtmf.dropped)
-
-    async def _pump_dtmf(self) -> None:
-        """Send the caller's digits to the model, one message per burst (see DtmfGate)."""
-        while True:
-            await self._dtmf_pressed.wait()
-            while (due := self._dtmf.due()) is not None and due > 0:  # noqa: ASYNC110 - a deadline that each press moves
-                await asyncio.sleep(due)
-            self._dtmf_pressed.clear()
-            await self._apply(self.conversation.caller_dtmf_burst(self._dtmf.take()), quiet=True)
-
-    def _on_caller_audio(self, data: bytes) -> None:
-        self.stats.frames_in += 1
-        if self.recorder is not None:
-            self.recorder.caller_audio(audio.ulaw_to_slin(data) if self._ulaw_port else data)
-        if self._provider is None or self.state is not State.ACTIVE:
-            return  # nothing to hear it yet; old audio would only confuse the VAD
-        if not self._in_batch:
-            self._batch_started_at = self._clock()
-        self._in_batch += data if self._ulaw_port else audio.slin_to_ulaw(data)
-
-    async def _fill_caller_gaps(self) -> None:
-        """Append silence while Asterisk sends no audio (see CALLER_GAP_S); a few wake-ups
-        a second, so a phone call whose RTP never stops costs next to nothing."""
-        self._caller_heard_until = self._clock()
-        while True:
-            await asyncio.sleep(CALLER_GAP_S)
-            now = self._clock()
-            gap = now - self._caller_heard_until
-            if gap < CALLER_GAP_S:
-                continue
-            self._caller_heard_until = now
-            if self._provider is None or self.state is not State.ACTIVE:
-                continue
-            if not self._in_batch:
-                self._batch_started_at = now
-            ms = min(int(gap * 1000), 1000) // audio.FRAME_MS * audio.FRAME_MS
-            self._in_batch += audio.ulaw_silence(ms)
-            self.stats.caller_gap_fill_ms += ms
-            await self._flush_caller_audio()
-
-    async def _flush_caller_audio(self) -> None:
-        provider = self._provider
-        chunk = bytes(self._in_batch)
-        self._in_batch.clear()
-        if provider is None:
-            return
-        try:
-            await provider.send(p.AppendAudio(chunk))
-        except RealtimeError:
-            return  # the session pump sees the loss too, and resumes or ends the call
-        self.stats.appends_sent += 1
-        # the oldest frame in the batch waited this long before it left for the model
-        self.stats.frame_to_send_ms.append((self._clock() - self._batch_started_at) * 1000)
 
     # ------------------------------------------------------------ model -> caller
 
@@ -557,7 +469,7 @@ class Call:
         if self._stop.is_set() or self._provider is None:
             return
         try:
-            await self._apply(self.conversation.tool_finished(fc, result))
+            await self._apply(self.conversation.tool_finished(fc, result, self._clock()))
         except RealtimeError as exc:
             # the session is gone (it resumes with the transcript, or the call ends)
             self._log.warning("result of %s not delivered: %s", fc.name, exc)
@@ -567,117 +479,6 @@ class Call:
             coro.close()
             return
         self._tasks.create_task(coro)
-
-    # CallControls (used by tools)
-
-    async def play_dtmf(self, digit: str) -> None:
-        dtmf = self._config.dtmf
-        await self._control.send_dtmf(digit, dtmf.duration_ms)
-        self._emit("dtmf_sent", digit=digit)
-        # the digit is only queued: wait for it to play, then the inter-digit gap
-        await asyncio.sleep((dtmf.duration_ms + dtmf.gap_ms) / 1000)
-
-    async def dtmf_pause(self) -> None:
-        await asyncio.sleep(self._config.dtmf.pause_ms / 1000)
-
-    async def end_call(self, reason: str) -> None:
-        self._log.info("agent hangs up: %s", reason)
-        await self._play_out_last_sentence(self._config.limits.hangup_drain_timeout_s, "hangup")
-        self.end(EndReason.AGENT_HANGUP, reason)
-
-    async def _play_out_last_sentence(self, timeout: float, action: str) -> None:
-        """Wait until the caller has heard the agent's last words (hangup, transfer).
-
-        A caller who talks over them ("wait, one more thing") cancels the action: the
-        ToolError goes back to the model, which answers the caller instead.
-        """
-        self.conversation.begin_final_words(action)
-        if not await self.wait_drained(timeout):
-            self._log.warning("audio still queued after the %s drain timeout", action)
-        await asyncio.sleep(HANGUP_TAIL_S)
-        if self.conversation.final_words_cut(action):
-            self._log.info("%s cancelled: the caller interrupted the agent's last words", action)
-            raise ToolError(f"{action} cancelled: the caller started speaking; answer them")
-
-    async def transfer(self, name: str, target: TransferTarget, summary: str) -> None:
-        """Play out the current sentence, then move the channel in the dialplan.
-
-        Afterwards Asterisk takes the channel away and the media port ends; the call then
-        ends as TRANSFERRED (see ``end``). If that does not happen within
-        ``transfer_close_timeout_s`` the call ends anyway. Raises ControlError (the call
-        goes on) when the move fails.
-        """
-        limits = self._config.limits
-        self._log.info(
-            "transfer to %s (%s,%s,%d); summary: %s",
-            name,
-            target.context,
-            target.exten,
-            target.priority,
-            summary or "-",
-        )
-        await self._play_out_last_sentence(limits.transfer_drain_timeout_s, "transfer")
-        # set before the move: Asterisk may take the channel before the request returns
-        self.transfer_info = {
-            "destination": name,
-            "summary": summary,
-            "context": target.context,
-            "exten": target.exten,
-            "priority": target.priority,
-        }
-        try:
-            await self._control.transfer(target.context, target.exten, target.priority)
-        except ControlError as exc:
-            self.transfer_info = None
-            self._log.warning("transfer to %s failed: %s", name, exc)
-            raise
-        try:
-            async with asyncio.timeout(limits.transfer_close_timeout_s):
-                await self._stop.wait()
-        except TimeoutError:
-            self._log.warning(
-                "Asterisk did not take the channel within %.1f s of the transfer",
-                limits.transfer_close_timeout_s,
-            )
-            self.end(EndReason.TRANSFERRED, f"to {name} (media not closed by Asterisk)")
-
-    async def switch_agent(self, name: str) -> None:
-        """Hand the conversation to another configured agent (its session, its tools)."""
-        if name not in self._config.agents:
-            raise ToolError(f"no agent named {name!r}")
-        self._live_session()
-        await self._apply(self.conversation.switch_agent(name, self._config.agents[name]))
-
-    # ------------------------------------------------------------ operator controls
-
-    def _live_session(self) -> p.ProviderSession:
-        if self.state is not State.ACTIVE or self._provider is None or self._stop.is_set():
-            raise CallNotActive(f"call {self.call_id} is {self.state.value}")
-        return self._provider
-
-    async def say(self, text: str, role: Literal["user", "system"] = "user") -> None:
-        """Operator: add a message to the conversation, then let the model answer."""
-        self._live_session()
-        await self._apply(self.conversation.operator_message(role, text))
-
-    async def interrupt(self) -> dict[str, Any]:
-        """Operator: stop the agent now (the same cut as a barge-in, plus a cancel)."""
-        self._live_session()
-        outputs, data = self.conversation.cut("operator_interrupt", cancel=True)
-        await self._apply(outputs)
-        return data
-
-    async def set_instructions(self, instructions: str) -> None:
-        """Operator: replace this call's instructions (a live session update)."""
-        self._live_session()
-        await self._apply(self.conversation.replace_instructions(instructions))
-
-    def hangup(self, reason: str = "operator") -> None:
-        """Operator: end the call now, like the agent's hangup (status completed)."""
-        if self.state is State.ENDED:
-            raise CallNotActive(f"call {self.call_id} has ended")
-        self._log.info("operator hangs up: %s", reason)
-        self.end(EndReason.OPERATOR_HANGUP, reason)
 
     # ----------------------------------------------------------------- observation
 

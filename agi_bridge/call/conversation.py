@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import enum
 import json
 import logging
 from collections import deque
@@ -27,9 +26,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from agi_bridge.call.events import EndReason
+from agi_bridge.call.responses import RespEvent, ResponseTracker
 from agi_bridge.call.session import build_session
 from agi_bridge.call.stats import CallStats
 from agi_bridge.config import Agent, Config
+from agi_bridge.keypress_quiet import KeypressQuiet
 from agi_bridge.playout import PlayoutBuffer, Released
 from agi_bridge.protocol.realtime import SessionConfig
 from agi_bridge.providers import base as p
@@ -65,73 +66,13 @@ class EndCall:
 Output = p.Command | Emit | RunTool | FlushMedia | EndCall
 
 
-# ---------------------------------------------------------------- response states
-
-
-class Resp(enum.Enum):
-    IDLE = "idle"  # no response on the service side
-    REQUESTED = "requested"  # Respond sent, not started yet
-    ACTIVE = "active"  # the service is producing a response
-    REQUESTED_MORE = "requested+more"  # ...and another one is wanted after it
-    ACTIVE_MORE = "active+more"
-
-
-class RespEvent(enum.Enum):
-    WANT = "want"  # the conversation wants the model to speak
-    STARTED = "started"  # ResponseStarted
-    ENDED = "ended"  # ResponseEnded
-    BUSY = "busy"  # the service refused a Respond: one was active that we did not see
-    DROP_WISH = "drop_wish"  # the caller spoke / an operator cut: no deferred response
-    LOST = "lost"  # the session is gone
-
-
-_I, _R, _A, _RM, _AM = Resp.IDLE, Resp.REQUESTED, Resp.ACTIVE, Resp.REQUESTED_MORE, Resp.ACTIVE_MORE
-# (state, event) -> (next state, send Respond now). A pair not listed keeps the state.
-RESPONSE_TABLE: dict[tuple[Resp, RespEvent], tuple[Resp, bool]] = {
-    (_I, RespEvent.WANT): (_R, True),
-    (_R, RespEvent.WANT): (_RM, False),
-    (_A, RespEvent.WANT): (_AM, False),
-    (_I, RespEvent.STARTED): (_A, False),  # the service answered a caller turn itself
-    (_R, RespEvent.STARTED): (_A, False),
-    (_RM, RespEvent.STARTED): (_AM, False),
-    (_A, RespEvent.ENDED): (_I, False),
-    (_AM, RespEvent.ENDED): (_R, True),
-    (_I, RespEvent.BUSY): (_AM, False),
-    (_R, RespEvent.BUSY): (_AM, False),
-    (_RM, RespEvent.BUSY): (_AM, False),
-    (_A, RespEvent.BUSY): (_AM, False),
-    (_RM, RespEvent.DROP_WISH): (_R, False),
-    (_AM, RespEvent.DROP_WISH): (_A, False),
-}
-
-
-class ResponseTracker:
-    """At most one response is active on the service side; more wishes wait for it."""
-
-    def __init__(self, log: logging.LoggerAdapter[logging.Logger]) -> None:
-        self.state = Resp.IDLE
-        self.active_id = ""
-        self._log = log
-
-    def feed(self, event: RespEvent) -> bool:
-        """Apply *event*; True when a Respond must be sent now."""
-        if event is RespEvent.LOST:
-            new, send = Resp.IDLE, False
-        else:
-            new, send = RESPONSE_TABLE.get((self.state, event), (self.state, False))
-        if new is not self.state:
-            self._log.debug("response %s -(%s)-> %s", self.state.value, event.value, new.value)
-            self.state = new
-        return send
-
-    @property
-    def busy(self) -> bool:
-        return self.state is not Resp.IDLE
-
-
 # ------------------------------------------------------------------- conversation
 
 MAX_TRANSCRIPT_CHARS = 500  # per line of the resume transcript
+IDLE_PROMPT = (
+    "The caller has said nothing for a while. In one short sentence, ask whether they are "
+    "still there or need anything else."
+)
 RESUME_NOTE = (
     "\n\n# This call is already under way\nThe connection was renewed; continue the "
     "conversation without greeting again. Transcript so far:\n"
@@ -180,6 +121,8 @@ class Conversation:
         self._final_words: dict[str, bool] = {}
         self._caller_transcripts: dict[str, str] = {}
         self._history: deque[str] = deque(maxlen=40)  # for a resumed session (bounded)
+        self.keypress = KeypressQuiet(agent.quiet_after_dtmf_s)
+        self.held_until: float | None = None  # a response held by the keypress quiet
 
     @property
     def model(self) -> str:
@@ -252,7 +195,7 @@ class Conversation:
             return self._on_speech_started(ev)
         if isinstance(ev, p.SpeechStopped):
             self._speech_stopped_at = now
-            return [Emit("speech_stopped", {"item_id": ev.item_id})]
+            return self._on_speech_stopped(ev)
         if isinstance(ev, p.ResponseStarted):
             self.response.feed(RespEvent.STARTED)
             self.response.active_id = ev.response_id
@@ -283,10 +226,18 @@ class Conversation:
         if isinstance(ev, p.ProviderError):
             return self._on_error(ev)
         if isinstance(ev, p.CallerIdle):
-            self._log.info("the caller has been silent for the idle timeout")
-            return [Emit("caller_idle", {})]
+            return self._on_caller_idle()
         self._log.debug("ignoring provider event %s", ev.type)
         return []
+
+    def _on_caller_idle(self) -> list[Output]:
+        """The caller said nothing for the idle timeout: the agent checks on them, unless
+        it is speaking or about to (then the silence is the caller listening)."""
+        self._log.info("the caller has been silent for the idle timeout")
+        out: list[Output] = [Emit("caller_idle", {})]
+        if self.playout.audible or self.response.busy or self.session is None:
+            return out
+        return out + self._want_response(f"{self.session.instructions}\n\n# Now\n{IDLE_PROMPT}")
 
     def _on_audio(self, ev: p.AudioOut, now: float) -> None:
         self._audio_produced = True
@@ -453,15 +404,41 @@ class Conversation:
             self._running_tools.pop(next(iter(self._running_tools)))
         return [RunTool(fc)]
 
-    def tool_finished(self, fc: p.ToolCall, result: dict[str, Any]) -> list[Output]:
+    def tool_finished(self, fc: p.ToolCall, result: dict[str, Any], now: float) -> list[Output]:
         """The tool's result goes back to the model; then a new response, unless the
-        tool ends the turn (hangup) or the caller spoke while it ran."""
+        tool ends the turn (hangup) or the caller spoke while it ran. Right after a
+        keypress the response waits (keypress_quiet.py): the agent does not talk over
+        the menu it just selected."""
         caller_spoke = self._running_tools.pop(fc.call_id, False)
         output = json.dumps(result)
         out: list[Output] = [p.ToolResult(fc.call_id, output)]
         self._history.append(f"Tool {fc.name}: {output[:MAX_TRANSCRIPT_CHARS]}")
         if (self.tools.continues(fc.name) or not result.get("ok")) and not caller_spoke:
-            out += self._want_response()
+            if self.keypress.may_respond(now):
+                out += self._want_response()
+            else:
+                self.held_until = self.keypress.deadline()
+        return out
+
+    def dtmf_sent(self, now: float) -> None:
+        """A digit went out on the line: stay quiet until the callee spoke or a timeout."""
+        self.keypress.on_dtmf_sent(now)
+
+    def release_held(self, now: float) -> list[Output]:
+        """The keypress quiet is over (checked on the 20 ms tick): the held response."""
+        if self.held_until is None or now < self.held_until:
+            return []
+        self.held_until = None
+        self.keypress.may_respond(now)  # ends the quiet
+        return self._want_response()
+
+    def _on_speech_stopped(self, ev: p.SpeechStopped) -> list[Output]:
+        out: list[Output] = [Emit("speech_stopped", {"item_id": ev.item_id})]
+        self.keypress.on_callee_speech()
+        if self.held_until is not None:
+            self.held_until = None
+            if self.agent.turn_detection.type == "none":
+                out += self._want_response()  # no VAD answers this turn by itself
         return out
 
     def begin_final_words(self, action: str) -> None:

@@ -42,4 +42,8 @@ def build_session(cfg: Config, agent: Agent, tools: ToolSet, today: dt.date) -> 
         noise_reduction=agent.noise_reduction or None,
         max_output_tokens=agent.max_output_tokens,
         tools=tools.schemas(),
+        reasoning_effort=agent.reasoning_effort or None,
+        parallel_tool_calls=agent.parallel_tool_calls,
+        truncation=agent.truncation or None,
+        truncation_retention_ratio=agent.truncation_retention_ratio,
     )

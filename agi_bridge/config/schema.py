@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from agi_bridge.models import DEFAULT_REALTIME_MODEL, DEFAULT_TRANSCRIPTION_MODEL, DEFAULT_VOICE
+
 DEFAULT_INSTRUCTIONS = (
     "You are a helpful voice assistant answering a phone call. Keep answers short and "
     "conversational; this is a phone line, so never use lists, markdown or emoji."
@@ -19,7 +21,7 @@ DEFAULT_GREETING = "Greet the caller briefly and ask how you can help."
 
 # Tools the bridge implements itself; webhook tools (top-level ``tools:``) may not reuse
 # these names. transfer and switch_agent are offered when the agent has targets for them.
-BUILTIN_TOOLS = ("send_dtmf", "hangup", "transfer", "switch_agent")
+BUILTIN_TOOLS = ("send_dtmf", "hangup", "transfer", "switch_agent", "collect_digits")
 # Function names the Realtime API accepts; also used for transfer target names.
 TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -56,6 +58,31 @@ class Ami:
 
 
 @dataclass(frozen=True)
+class Ari:
+    """The ARI transport: a Stasis application, media over externalMedia (RTP or
+    chan_websocket). Off by default; AudioSocket runs either way."""
+
+    enabled: bool = False
+    url: str = "http://127.0.0.1:8088"  # Asterisk's HTTP server (http.conf); /ari is added
+    app: str = "agi-bridge"  # Stasis(agi-bridge,AGENT[,key=value...])
+    username: str = "agi_bridge"  # ari.conf user
+    password_env: str = "AGI_BRIDGE_ARI_PASSWORD"
+    password_file: str = ""  # wins over password_env when set
+    media: Literal["rtp", "websocket"] = "rtp"
+    # rtp: externalMedia sends µ-law RTP to a UDP port of the bridge on this address,
+    # one port per call from this range.
+    rtp_host: str = "127.0.0.1"
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 20199
+    # websocket: the bridge connects to chan_websocket at this URL + /CONNECTION_ID
+    # ("" = the url above with ws:// and /media); control messages in this format.
+    websocket_url: str = ""
+    websocket_control_format: Literal["plain-text", "json"] = "plain-text"
+    request_timeout_s: float = 5.0
+    reconnect_max_s: float = 5.0  # cap of the events websocket's reconnect backoff
+
+
+@dataclass(frozen=True)
 class Asterisk:
     """Who may reach the FastAGI and AudioSocket listeners: only Asterisk."""
 
@@ -73,7 +100,7 @@ class Realtime:
     # url: any compatible server (Bearer); simulator: the bundled test double, in-process.
     provider: Literal["openai", "azure", "url", "simulator"] = "openai"
     url: str = ""
-    model: str = "gpt-realtime"
+    model: str = DEFAULT_REALTIME_MODEL
     api_key_env: str = "OPENAI_API_KEY"
     # With provider openai and no key in api_key_env, run against the bundled simulator
     # (the offline demo). Off by default: a production bridge whose key went missing must
@@ -122,14 +149,23 @@ class Agent:
     instructions: str = DEFAULT_INSTRUCTIONS
     # What the agent is told to say when the call connects; empty = wait for the caller.
     greeting: str = DEFAULT_GREETING
-    voice: str = "marin"
+    # A built-in voice, or any other plausible name (a new voice: a warning, not an error)
+    voice: str = DEFAULT_VOICE
     speed: float = 1.0
     model: str = ""  # empty: realtime.model
     turn_detection: TurnDetectionConfig = field(default_factory=TurnDetectionConfig)
-    transcription_model: str = "gpt-4o-mini-transcribe"
+    transcription_model: str = DEFAULT_TRANSCRIPTION_MODEL  # "" = no caller transcript
     language: str = ""
     noise_reduction: str = ""
     max_output_tokens: int | Literal["inf"] = "inf"
+    # Reasoning Realtime models (gpt-realtime-2): session.reasoning.effort, "" = not sent
+    reasoning_effort: str = ""
+    # session.parallel_tool_calls (reasoning models only); unset = not sent
+    parallel_tool_calls: bool | None = None
+    # session.truncation: "auto" | "disabled" | "" (not sent); or keep this fraction of
+    # the conversation when it overflows (retention_ratio 0..1, with truncation unset)
+    truncation: str = ""
+    truncation_retention_ratio: float | None = None
     tools: tuple[str, ...] = ("send_dtmf", "hangup")
     ivr_guidance: bool = True  # append the IVR-navigation prompt when send_dtmf is enabled
     caller_dtmf_to_model: bool = True
@@ -137,6 +173,15 @@ class Agent:
     transfer_targets: Mapping[str, TransferTarget] = field(default_factory=dict)
     # Agents switch_agent may hand the conversation to (offered when not empty).
     handoff_agents: tuple[str, ...] = ()
+    # The webhook tool (a name in `tools:`) that receives what collect_digits collects;
+    # the model only learns how many digits there were.
+    collect_digits_webhook: str = ""
+    # After send_dtmf, stay quiet until the callee has spoken or this long has passed
+    # (agi_bridge/keypress_quiet.py); 0 = off.
+    quiet_after_dtmf_s: float = 4.0
+    # A webhook (a name in `tools:`) asked about the call before the greeting; its answer
+    # is {lookup} / {lookup_KEY} in the instructions and greeting (agi_bridge/lookup.py).
+    lookup_webhook: str = ""
 
 
 @dataclass(frozen=True)
@@ -279,7 +324,10 @@ class Webhook:
 
 @dataclass(frozen=True)
 class Price:
-    """USD per 1M tokens. ``audio_in``/``text_in`` are for uncached input tokens."""
+    """USD per 1M tokens (``audio_in``/``text_in``: uncached input tokens), and USD per
+    minute of audio for what is billed by duration (``audio_minute``: a transcription
+    reported as ``{"type": "duration"}``, a GPT-Live session). ``same_as`` makes this
+    name use another entry's prices (a dated snapshot -> its model)."""
 
     audio_in: float = 0.0
     cached_audio_in: float = 0.0
@@ -287,11 +335,13 @@ class Price:
     text_in: float = 0.0
     cached_text_in: float = 0.0
     text_out: float = 0.0
+    audio_minute: float = 0.0
+    same_as: str = ""
 
 
 # Published prices (REFERENCE §5). A `prices:` section in the file adds models or
-# overrides these entries; a model is matched exactly, else by its longest known prefix
-# (gpt-realtime-2025-08-28 -> gpt-realtime).
+# overrides these entries. A model is priced by its exact name only (gpt-realtime-2.1-mini
+# is not gpt-realtime); a model without an entry has no cost, and the summary says so.
 DEFAULT_PRICES: Mapping[str, Price] = types.MappingProxyType(
     {
         "gpt-realtime": Price(
@@ -302,6 +352,8 @@ DEFAULT_PRICES: Mapping[str, Price] = types.MappingProxyType(
             cached_text_in=0.40,
             text_out=16.0,
         ),
+        # the dated snapshot of gpt-realtime (openai-python realtime/calls.py model list)
+        "gpt-realtime-2025-08-28": Price(same_as="gpt-realtime"),
         "gpt-realtime-mini": Price(
             audio_in=10.0,
             cached_audio_in=0.30,
@@ -310,6 +362,41 @@ DEFAULT_PRICES: Mapping[str, Price] = types.MappingProxyType(
             cached_text_in=0.06,
             text_out=2.40,
         ),
+        # developers.openai.com/api/docs/models/gpt-realtime-1.5, -2, -2.1-mini (Dec 2026)
+        "gpt-realtime-1.5": Price(
+            audio_in=32.0,
+            cached_audio_in=0.40,
+            audio_out=64.0,
+            text_in=4.0,
+            cached_text_in=0.40,
+            text_out=16.0,
+        ),
+        "gpt-realtime-2": Price(
+            audio_in=32.0,
+            cached_audio_in=0.40,
+            audio_out=64.0,
+            text_in=4.0,
+            cached_text_in=0.40,
+            text_out=24.0,
+        ),
+        "gpt-realtime-2.1-mini": Price(
+            audio_in=10.0,
+            cached_audio_in=0.30,
+            audio_out=20.0,
+            text_in=0.60,
+            cached_text_in=0.06,
+            text_out=2.40,
+        ),
+        # input transcription, billed by audio duration (models/gpt-live-transcribe and
+        # models/gpt-realtime-whisper: $0.017 per minute)
+        "gpt-live-transcribe": Price(audio_minute=0.017),
+        "gpt-realtime-whisper": Price(audio_minute=0.017),
+        # GPT-Live sessions, billed per second of active session time at a per-minute
+        # rate (models/gpt-live-1.1: active $0.05/minute; guides/voice-latency-cost works
+        # its example at $0.05/minute; the gpt-live-1 page itself was not in the stored
+        # references). Standby ($0.02) exists only for WebRTC sessions: not used here.
+        "gpt-live-1.1": Price(audio_minute=0.05),
+        "gpt-live-1": Price(audio_minute=0.05),
     }
 )
 
@@ -318,6 +405,7 @@ DEFAULT_PRICES: Mapping[str, Price] = types.MappingProxyType(
 class Config:
     listen: Listen = field(default_factory=Listen)
     ami: Ami = field(default_factory=Ami)
+    ari: Ari = field(default_factory=Ari)
     asterisk: Asterisk = field(default_factory=Asterisk)
     realtime: Realtime = field(default_factory=Realtime)
     agents: Mapping[str, Agent] = field(
@@ -336,6 +424,8 @@ class Config:
     webhook: Webhook = field(default_factory=Webhook)
     prices: Mapping[str, Price] = field(default_factory=lambda: DEFAULT_PRICES)
     source: str = ""  # the file it came from (not a YAML key)
+    # Things that load but deserve a look, each "file:line key: why" (not a YAML key)
+    warnings: tuple[str, ...] = ()
 
     def agent(self, name: str | None) -> tuple[str, Agent]:
         """The named agent, or the default one when the name is empty or unknown."""
@@ -378,7 +468,22 @@ class Config:
         """The model an agent's calls use: its own, else ``realtime.model`` (one source)."""
         return agent.model or self.realtime.model
 
+    def uses_simulator(self) -> bool:
+        """True when calls go to the bundled simulator: asked for, or OpenAI without a key."""
+        if self.realtime.provider == "simulator":
+            return True
+        return (
+            self.realtime.provider == "openai"
+            and self.realtime.simulator_without_key
+            and not os.environ.get(self.realtime.api_key_env)
+        )
+
     def ami_secret(self) -> str:
         if self.ami.secret_file:
             return Path(self.ami.secret_file).read_text().strip()
         return os.environ.get(self.ami.secret_env, "")
+
+    def ari_password(self) -> str:
+        if self.ari.password_file:
+            return Path(self.ari.password_file).read_text().strip()
+        return os.environ.get(self.ari.password_env, "")

@@ -6,6 +6,7 @@ wire connection is agi_bridge/realtime.py (websockets); this module only transla
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -57,8 +58,14 @@ def neutral_event(ev: rt.ServerEvent) -> p.ProviderEvent:
             return p.ResponseEnded(ev.response_id, ev.status, ev.usage, calls)
         case rt.TranscriptionDelta(item_id, delta):
             return p.CallerTranscriptDelta(item_id, delta)
-        case rt.TranscriptionCompleted(item_id, transcript):
-            return p.CallerTranscript(item_id, transcript)
+        case rt.TranscriptionCompleted(item_id, transcript, usage):
+            # billed separately, at the transcription model's price
+            billed = dataclasses.asdict(usage) if usage.kind else {}
+            return p.CallerTranscript(item_id, transcript, billed)
+        case rt.InputTimeout():
+            # server VAD's idle_timeout_ms: the service commits the silence and answers
+            # it itself (silent_caller.py says what the conversation does after that)
+            return p.CallerIdle()
         case rt.TranscriptionFailed(item_id, message):
             return p.CallerTranscriptFailed(item_id, message)
         case rt.AudioTranscriptDone(item_id, transcript):
@@ -74,10 +81,7 @@ def neutral_event(ev: rt.ServerEvent) -> p.ProviderEvent:
                 resumable=code in rt.RESUMABLE_ERROR_CODES,
                 response_busy=code == "conversation_already_has_active_response",
             )
-        case rt.UnknownEvent(kind, raw):
-            if kind == "input_audio_buffer.timeout_triggered":
-                return p.CallerIdle()
-            del raw
+        case rt.UnknownEvent(kind):
             return p.Ignored(kind)
     return p.Ignored(type(ev).__name__)
 

@@ -27,11 +27,17 @@
 #   AST_EXTERNAL_SIGNALING_ADDRESS
 #   AST_LOCAL_NET                  networks that are not behind the NAT (CIDR, space or comma
 #                                  separated; default: this container's networks; "none")
+#   AST_EXTERNAL_SIGNALING_PORT    the SIP port phones outside reach (the published host port;
+#                                  used only with an external signaling address)
+#   AST_RTP_START, AST_RTP_END     the RTP port range (rtp.conf's rtpstart/rtpend; compose
+#                                  publishes the same range on the host)
 #   AST_AMI_BIND_ADDRESS           replaces 127.x in manager.conf bindaddr (default 0.0.0.0)
 #   AST_AMI_PERMIT                 networks allowed to log in to AMI, in addition to the
 #                                  tested file's 127.0.0.1 (default: this container's networks)
 #   AGI_BRIDGE_AMI_SECRET          the AMI secret, written to manager_agi_bridge_secret.conf
 #   AGI_BRIDGE_AMI_SECRET_FILE     ... or read from this file (e.g. /run/secrets/ami_secret)
+#   AGI_BRIDGE_ARI_PASSWORD        the ARI password, written to ari_agi_bridge_password.conf
+#   AGI_BRIDGE_ARI_PASSWORD_FILE   ... or read from this file
 #   AGI_BRIDGE_PROC_NET_ROUTE      routing table to read the networks from (default
 #                                  /proc/net/route; the tests pass a fixture)
 set -eu
@@ -53,6 +59,9 @@ media_address=${AST_MEDIA_ADDRESS:-}
 external_media=${AST_EXTERNAL_MEDIA_ADDRESS:-${AST_EXTERNAL_ADDRESS:-}}
 external_signaling=${AST_EXTERNAL_SIGNALING_ADDRESS:-${AST_EXTERNAL_ADDRESS:-}}
 ami_bind=${AST_AMI_BIND_ADDRESS:-0.0.0.0}
+external_signaling_port=${AST_EXTERNAL_SIGNALING_PORT:-}
+rtp_start=${AST_RTP_START:-}
+rtp_end=${AST_RTP_END:-}
 route_table=${AGI_BRIDGE_PROC_NET_ROUTE:-/proc/net/route}
 
 # The IPv4 networks this container is attached to (directly connected routes), as CIDR.
@@ -127,6 +136,9 @@ render_pjsip() {
                 for net in $local_net; do echo "local_net = $net"; done
                 [ -z "$external_media" ] || echo "external_media_address = $external_media"
                 [ -z "$external_signaling" ] || echo "external_signaling_address = $external_signaling"
+                if [ -n "$external_signaling" ] && [ -n "$external_signaling_port" ]; then
+                    echo "external_signaling_port = $external_signaling_port"
+                fi
             else
                 echo "[$name](+type=endpoint)"
                 echo "media_address =${media_address:+ $media_address}"
@@ -170,29 +182,55 @@ render_manager() {
     mv "$out.tmp" "$out"
 }
 
-render_secret() {
-    out=$dest/manager_agi_bridge_secret.conf
-    if [ -n "${AGI_BRIDGE_AMI_SECRET_FILE:-}" ]; then
-        [ -r "$AGI_BRIDGE_AMI_SECRET_FILE" ] || die "cannot read AGI_BRIDGE_AMI_SECRET_FILE $AGI_BRIDGE_AMI_SECRET_FILE"
-        secret=$(cat "$AGI_BRIDGE_AMI_SECRET_FILE")
-    elif [ -n "${AGI_BRIDGE_AMI_SECRET:-}" ]; then
-        secret=$AGI_BRIDGE_AMI_SECRET
+# rtp.conf with the port range of AST_RTP_START/AST_RTP_END (each optional).
+render_rtp() {
+    in=$src/rtp.conf out=$dest/rtp.conf
+    for port in "$rtp_start" "$rtp_end"; do
+        case $port in
+            "" | *[!0-9]*) [ -z "$port" ] || die "AST_RTP_START/AST_RTP_END must be port numbers: $port" ;;
+        esac
+    done
+    if [ -n "$rtp_start" ] && [ -n "$rtp_end" ] && [ "$rtp_start" -ge "$rtp_end" ]; then
+        die "AST_RTP_START ($rtp_start) must be below AST_RTP_END ($rtp_end)"
+    fi
+    sed -e "${rtp_start:+s/^rtpstart[[:space:]]*=.*/rtpstart = $rtp_start/}" \
+        -e "${rtp_end:+s/^rtpend[[:space:]]*=.*/rtpend = $rtp_end/}" "$in" > "$out.tmp"
+    chmod 0644 "$out.tmp"
+    mv "$out.tmp" "$out"
+}
+
+# One credential override file: render_credential FILE KEY VALUE FROM_FILE_VAR LABEL
+render_credential() {
+    out=$dest/$1 key=$2 value=$3 file_var=$4 label=$5
+    eval "from_file=\${$file_var:-}"
+    if [ -n "$from_file" ]; then
+        [ -r "$from_file" ] || die "cannot read $file_var $from_file"
+        secret=$(cat "$from_file")
+    elif [ -n "$value" ]; then
+        secret=$value
     else
         rm -f "$out"
-        log "no AGI_BRIDGE_AMI_SECRET: AMI keeps the development secret of manager.conf"
+        log "no $label set: keeps the development $key of the shipped file"
         return 0
     fi
     secret=$(printf '%s' "$secret" | sed -e 's/^[[:space:]]*//' -e 's/[[:space:]]*$//')
-    [ -n "$secret" ] || die "the AMI secret is empty"
+    [ -n "$secret" ] || die "the $label is empty"
     case $secret in
-        *';'*) die "the AMI secret must not contain ';' (Asterisk reads it as a comment)" ;;
+        *';'*) die "the $label must not contain ';' (Asterisk reads it as a comment)" ;;
     esac
-    [ "$(printf '%s' "$secret" | wc -l)" -eq 0 ] || die "the AMI secret must be one line"
+    [ "$(printf '%s' "$secret" | wc -l)" -eq 0 ] || die "the $label must be one line"
     umask 027
-    printf 'secret = %s\n' "$secret" > "$out.tmp"
+    printf '%s = %s\n' "$key" "$secret" > "$out.tmp"
     chgrp asterisk "$out.tmp" 2>/dev/null || true
     chmod 0640 "$out.tmp"
     mv "$out.tmp" "$out"
+}
+
+render_secret() {
+    render_credential manager_agi_bridge_secret.conf secret "${AGI_BRIDGE_AMI_SECRET:-}" \
+        AGI_BRIDGE_AMI_SECRET_FILE "AMI secret"
+    render_credential ari_agi_bridge_password.conf password "${AGI_BRIDGE_ARI_PASSWORD:-}" \
+        AGI_BRIDGE_ARI_PASSWORD_FILE "ARI password"
 }
 
 networks=$(container_networks)
@@ -204,6 +242,7 @@ for f in "$src"/*.conf; do
     case $overrides:$name in
         yes:pjsip.conf) render_pjsip ;;
         yes:manager.conf) render_manager ;;
+        yes:rtp.conf) render_rtp ;;
         *) cp "$f" "$dest/$name.tmp" && chmod 0644 "$dest/$name.tmp" && mv "$dest/$name.tmp" "$dest/$name" ;;
     esac
 done

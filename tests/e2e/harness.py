@@ -24,6 +24,7 @@ which case it is unmounted when no process runs inside the chroot any more.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import hashlib
@@ -38,6 +39,8 @@ import struct
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 import wave
 from collections.abc import Callable, Iterable
@@ -67,6 +70,12 @@ AMI_USER = "agi_bridge"
 AMI_DEFAULT_SECRET = "agi-bridge-dev-secret"  # in manager.conf; overridden in every test
 AMI_TEST_SECRET = "agi-bridge-e2e-secret"
 AMI_SECRET_FILE = "manager_agi_bridge_secret.conf"
+ARI_PORT = 8088  # http.conf: ARI REST, events websocket, chan_websocket /media
+ARI_URL = f"http://{HOST}:{ARI_PORT}"
+ARI_USER = "agi_bridge"
+ARI_TEST_PASSWORD = "agi-bridge-e2e-ari"
+ARI_PASSWORD_FILE = "ari_agi_bridge_password.conf"
+EXT_ARI_DEFAULT = "200"  # Stasis(agi-bridge,default,...)
 ASTERISK_RTP_PORTS = (10000, 10099)  # rtp.conf
 PHONE_RTP_PORTS = (10100, 10199)  # the softphones' own range (kept apart from Asterisk's)
 PHONES = {"6001": "agi-bridge-6001", "6002": "agi-bridge-6002"}
@@ -158,6 +167,22 @@ def free_port() -> int:
     raise HarnessError(f"no free port in {TEST_PORT_RANGE}")
 
 
+def busy_ports_message(busy: list[str]) -> str:
+    """Which fixed ports of asterisk-config/ are taken, by whom, and what to do about it."""
+    from agi_bridge.cli.ports import describe_holders
+
+    held = "; ".join(
+        f"{HOST} {spec} {describe_holders(int(spec.split('/')[1]), spec.split('/')[0])}"
+        for spec in busy
+    )
+    return (
+        f"the e2e Asterisk needs the fixed ports of asterisk-config/ (SIP udp/{SIP_PORT}, "
+        f"AMI tcp/{AMI_PORT}), but {held}. Another e2e run or the Docker stack (`make up`, "
+        "docker-proxy) holds them: run e2e tests under `flock /tmp/agi-e2e.lock`, "
+        "`make down` a running stack, or stop the process named"
+    )
+
+
 def port_in_use(port: int, kind: int = socket.SOCK_STREAM) -> bool:
     with socket.socket(socket.AF_INET, kind) as s:
         if kind == socket.SOCK_STREAM:
@@ -239,8 +264,10 @@ class Asterisk:
         extra_config: dict[str, str] | None = None,
         mount_proc: bool = False,
         root: Path | None = None,
+        ari_password: str | None = ARI_TEST_PASSWORD,
     ) -> None:
         self.root = root or asterisk_root()
+        self.ari_password = ari_password
         self.workdir = Path(workdir)
         self.env = dict(env or {})
         self.ami_secret = ami_secret
@@ -274,6 +301,8 @@ class Asterisk:
         (self.etc_dir / "asterisk.conf").write_text(text)
         if self.ami_secret is not None:
             (self.etc_dir / AMI_SECRET_FILE).write_text(f"secret = {self.ami_secret}\n")
+        if self.ari_password is not None:
+            (self.etc_dir / ARI_PASSWORD_FILE).write_text(f"password = {self.ari_password}\n")
         for name, content in self.extra_config.items():
             (self.etc_dir / name).write_text(content)
 
@@ -282,11 +311,9 @@ class Asterisk:
             raise HarnessError("Asterisk already started")
         busy = [f"udp/{SIP_PORT}"] if port_in_use(SIP_PORT, socket.SOCK_DGRAM) else []
         busy += [f"tcp/{AMI_PORT}"] if port_in_use(AMI_PORT) else []
+        busy += [f"tcp/{ARI_PORT}"] if port_in_use(ARI_PORT) else []
         if busy:
-            raise HarnessError(
-                f"127.0.0.1 {', '.join(busy)} already in use (another Asterisk still running?"
-                " see `ss -lunpt`); refusing to start a second one"
-            )
+            raise HarnessError(busy_ports_message(busy))
         self.prepare()
         if self.mount_proc and not mounts_under(self.root / "proc"):
             subprocess.run(["mount", "-t", "proc", "proc", str(self.root / "proc")], check=True)
@@ -895,6 +922,7 @@ class RtpPacket:
     marker: bool
     event_id: int | None  # RFC 4733 event (payload type 101): 0-9, 10 = '*', 11 = '#'
     event_end: bool | None
+    payload: bytes = b""  # the RTP payload (audio packets)
 
 
 class RtpCapture:
@@ -970,6 +998,7 @@ class RtpCapture:
             "rtp.marker",
             "rtpevent.event_id",
             "rtpevent.end_of_event",
+            "rtp.payload",
         ]
         cmd = [
             "tshark",
@@ -1005,6 +1034,7 @@ class RtpCapture:
                     marker=_flag(v[7]) or False,
                     event_id=int(v[8]) if v[8] else None,
                     event_end=_flag(v[9]),
+                    payload=bytes.fromhex(v[10].replace(":", "")) if len(v) > 10 else b"",
                 )
             )
         return packets
@@ -1023,9 +1053,33 @@ def _flag(value: str) -> bool | None:
 
 
 def from_asterisk(packets: Iterable[RtpPacket]) -> list[RtpPacket]:
-    """Packets sent from Asterisk's RTP ports to a phone."""
+    """Packets sent from Asterisk's RTP ports to a phone (not to the bridge: ARI's
+    externalMedia RTP also leaves Asterisk's range, towards the bridge's own port)."""
     lo, hi = ASTERISK_RTP_PORTS
-    return [p for p in packets if lo <= p.src_port <= hi and not lo <= p.dst_port <= hi]
+    plo, phi = PHONE_RTP_PORTS
+    return [p for p in packets if lo <= p.src_port <= hi and plo <= p.dst_port <= phi]
+
+
+ULAW_SILENCE = frozenset(b"\xff\x7f")  # µ-law +0 and -0
+
+
+def first_voiced_run_frames(packets: Iterable[RtpPacket], max_gap: int = 3) -> int:
+    """Length, in 20 ms packets, of the first stretch of non-silent µ-law audio: from the
+    first packet with a non-zero sample to the last one before ``max_gap`` silent packets.
+    Counted on sequence numbers (modulo 2**16), so a lost packet does not shorten it."""
+    audio = sorted((p for p in packets if p.payload_type == 0 and p.payload), key=lambda p: p.time)
+    voiced = [p.seq for p in audio if not set(p.payload) <= ULAW_SILENCE]
+    if not voiced:
+        return 0
+    length = 1
+    last = voiced[0]
+    for seq in voiced[1:]:
+        step = (seq - last) % 2**16
+        if step > max_gap + 1:
+            break
+        length += step
+        last = seq
+    return length
 
 
 def dtmf_digits(packets: Iterable[RtpPacket], payload_type: int = 101) -> list[str]:
@@ -1041,6 +1095,25 @@ def audio_intervals_ms(packets: Iterable[RtpPacket], payload_type: int = 0) -> n
     """Inter-arrival times (ms) of one stream's audio packets (payload type 0 = PCMU)."""
     times = [p.time for p in packets if p.payload_type == payload_type]
     return np.diff(np.asarray(times)) * 1000.0
+
+
+# --- ARI ------------------------------------------------------------------------------------
+
+
+def ari_request(
+    method: str, path: str, password: str = ARI_TEST_PASSWORD, timeout: float = 5.0
+) -> Any:
+    """One ARI REST request (``path`` after /ari), as the agi_bridge user; JSON or None."""
+    token = base64.b64encode(f"{ARI_USER}:{password}".encode()).decode()
+    request = urllib.request.Request(
+        f"{ARI_URL}/ari{path}", method=method, headers={"Authorization": f"Basic {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        raise HarnessError(f"ARI {method} {path}: {exc.code} {exc.read()[:200]!r}") from exc
+    return json.loads(body) if body else None
 
 
 # --- AMI ------------------------------------------------------------------------------------

@@ -307,6 +307,15 @@ def test_check_without_connect_and_config_errors(
     assert capsys.readouterr().out == (
         f"OK   config {good}: 1 agent (default), 1 route, 0 webhook tools\n"
     )
+    # warnings (a new voice, a model with a shutdown date) do not fail the check
+    warned = tmp_path / "warned.yaml"
+    warned.write_text(
+        "agents:\n  default:\n    voice: juniper\n    transcription_model: whisper-1\n"
+    )
+    assert run_main(["check", "-c", str(warned)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith(f"WARN {warned}:3 agents.default.voice: voice 'juniper'")
+    assert out[2].startswith(f"WARN {warned}:4 agents.default.transcription_model: whisper-1")
     bad = tmp_path / "bad.yaml"
     bad.write_text("agents:\n  default: {}\nroutes:\n  - {dnid: '1', agent: sales}\n")
     assert run_main(["check", "-c", str(bad)]) == 2

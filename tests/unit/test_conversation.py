@@ -10,18 +10,9 @@ from typing import Any
 import pytest
 
 from agi_bridge import audio
-from agi_bridge.call.conversation import (
-    RESPONSE_TABLE,
-    Conversation,
-    EndCall,
-    FlushMedia,
-    Output,
-    Resp,
-    RespEvent,
-    ResponseTracker,
-    RunTool,
-)
+from agi_bridge.call.conversation import Conversation, EndCall, FlushMedia, Output, RunTool
 from agi_bridge.call.events import EndReason
+from agi_bridge.call.responses import RESPONSE_TABLE, Resp, RespEvent, ResponseTracker
 from agi_bridge.call.stats import CallStats
 from agi_bridge.config import Config, load_text
 from agi_bridge.playout import PlayoutBuffer
@@ -229,7 +220,7 @@ def test_after_a_tool(
         conv.on_event(p.AudioOut("r2", "i2", audio_ms(100)), 0.0)
         conv.on_released(conv.playout.next_frame(), 0.0)
         conv.on_event(p.SpeechStarted("c1"), 0.1)
-    out = conv.tool_finished(fc, result)
+    out = conv.tool_finished(fc, result, 1.0)
     assert isinstance(out[0], p.ToolResult) and out[0].call_id == "call1"
     assert any(isinstance(o, p.Respond) for o in out) is responds
 
@@ -284,3 +275,17 @@ def test_turn_latency_is_measured_from_speech_stop_to_the_first_frame() -> None:
     out = conv.on_released(conv.playout.next_frame(), 10.5)
     assert [o.data["ms"] for o in out if hasattr(o, "data")] == [500.0]
     assert list(conv.stats.delta_to_frame_ms) == [pytest.approx(200.0)]
+
+
+def test_a_silent_caller_is_asked_whether_they_are_still_there() -> None:
+    conv = make()
+    conv.open_session(resumed=False)
+    conv.on_event(p.ResponseStarted("r0"), 0.0)
+    # while the agent's greeting response runs, silence is the caller listening
+    assert kinds(conv.on_event(p.CallerIdle(), 1.0)) == ["Emit"]
+    conv.on_event(p.ResponseEnded("r0", "completed"), 2.0)
+    out = conv.on_event(p.CallerIdle(), 9.0)
+    assert kinds(out) == ["Emit", "Respond"]
+    respond = out[1]
+    assert isinstance(respond, p.Respond) and respond.instructions
+    assert respond.instructions.endswith("still there or need anything else.")
