@@ -280,3 +280,26 @@ async def test_registered_call_still_works_through_fastagi(start_bridge: BridgeF
     bridge, _ = await start_bridge()
     variables = await agi_request(bridge.fastagi.port)
     assert variables["AGI_BRIDGE_UUID"] in bridge.pending
+
+
+async def test_a_flood_of_unregistered_uuids_is_one_log_line(
+    start_bridge: BridgeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = make_config()
+    cfg = dataclasses.replace(
+        cfg, listen=dataclasses.replace(cfg.listen, audiosocket_unregistered="refuse")
+    )
+    bridge, events = await start_bridge(cfg)
+
+    async def stranger() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", bridge.audiosocket.port)
+        writer.write(asock.uuid_frame(uuid.uuid4()))
+        with contextlib.suppress(ConnectionError):
+            await asyncio.wait_for(reader.read(), 5)  # the hangup frame, then EOF
+        writer.close()
+
+    for _ in range(6):
+        await asyncio.gather(*(stranger() for _ in range(50)))
+    refusals = [r for r in caplog.records if "refusing AudioSocket UUID" in r.getMessage()]
+    assert 1 <= len(refusals) <= 3, len(refusals)  # 300 refused, not 300 lines
+    assert events.of("start") == []
