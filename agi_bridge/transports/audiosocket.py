@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from agi_bridge import audio
+from agi_bridge.asterisk.admission import Throttle
 from agi_bridge.call.ports import (
     CallerAudio,
     CallerDtmf,
@@ -32,6 +33,7 @@ from agi_bridge.errors import AmiError, AudioSocketError
 from agi_bridge.protocol import audiosocket as asock
 
 log = logging.getLogger(__name__)
+_throttled = Throttle(log)
 
 STATUS_VARIABLE = "AGI_BRIDGE_STATUS"
 # Asterisk reads AudioSocket continuously; this much unsent output means it stopped.
@@ -231,8 +233,12 @@ async def run_connection(
     try:
         call_id = await media.read_uuid(uuid_timeout)
     except (AudioSocketError, ConnectionError) as exc:
-        log.warning(
-            "AudioSocket connection from %s dropped: %s", writer.get_extra_info("peername"), exc
+        _throttled(
+            "dropped",
+            logging.WARNING,
+            "AudioSocket connection from %s dropped: %s",
+            writer.get_extra_info("peername"),
+            exc,
         )
         media.hangup()
         await media.close()
@@ -247,7 +253,15 @@ async def run_connection(
             refusal = "no FastAGI registration (listen.audiosocket_unregistered: refuse)"
     if refusal:
         peer = writer.get_extra_info("peername")
-        log.warning("refusing AudioSocket UUID %s from %s: %s", call_id, peer, refusal)
+        # one line, then a count every few seconds: a flood must not become a log flood
+        _throttled(
+            f"refused {refusal}",
+            logging.WARNING,
+            "refusing AudioSocket UUID %s from %s: %s",
+            call_id,
+            peer,
+            refusal,
+        )
         media.hangup()
         await media.close()
         return

@@ -18,7 +18,7 @@ from agi_bridge.config import load_text, split_hostport
 from agi_bridge.errors import ConfigError
 
 CONFIG = """
-listen: {audiosocket: "127.0.0.1:0", fastagi: "127.0.0.1:0"}
+listen: {audiosocket: "127.0.0.1:0", fastagi: "127.0.0.1:0", http: ""}
 ami: {enabled: false}
 records: {enabled: false}
 """

@@ -235,18 +235,23 @@ async def test_stranger_cannot_reach_audiosocket(start_bridge: BridgeFactory) ->
 
 
 def _refused_call(port: int) -> tuple[bytes, bytes]:
-    """Play Asterisk on a call the bridge refuses: UUID and 10 frames sent at once, then
-    read until the bridge's hangup frame, close our side as AudioSocket() does, read on.
-    A TCP reset raises ConnectionResetError here."""
+    """Play Asterisk on a call the bridge refuses: the UUID and a frame, then read the
+    bridge's hangup frame while frames keep coming every 20 ms (those Asterisk sent before
+    it read the hangup frame), then close our side as AudioSocket() does and read on.
+    A TCP reset raises ConnectionResetError (or BrokenPipeError) here."""
+    audio = asock.audio_frame(bytes(320))
     sock = socket.create_connection(("127.0.0.1", port), timeout=5)
     try:
-        sock.sendall(asock.uuid_frame(uuid.uuid4()) + asock.audio_frame(bytes(320)) * 10)
+        sock.sendall(asock.uuid_frame(uuid.uuid4()) + audio)
         first = b""
         while len(first) < 3:
             chunk = sock.recv(3 - len(first))
             if not chunk:
                 break
             first += chunk
+        for _ in range(10):  # in flight while Asterisk handles the hangup frame
+            time.sleep(0.02)
+            sock.sendall(audio)
         sock.shutdown(socket.SHUT_WR)
         rest = sock.recv(100)
         return first, rest
@@ -275,3 +280,26 @@ async def test_registered_call_still_works_through_fastagi(start_bridge: BridgeF
     bridge, _ = await start_bridge()
     variables = await agi_request(bridge.fastagi.port)
     assert variables["AGI_BRIDGE_UUID"] in bridge.pending
+
+
+async def test_a_flood_of_unregistered_uuids_is_one_log_line(
+    start_bridge: BridgeFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = make_config()
+    cfg = dataclasses.replace(
+        cfg, listen=dataclasses.replace(cfg.listen, audiosocket_unregistered="refuse")
+    )
+    bridge, events = await start_bridge(cfg)
+
+    async def stranger() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", bridge.audiosocket.port)
+        writer.write(asock.uuid_frame(uuid.uuid4()))
+        with contextlib.suppress(ConnectionError):
+            await asyncio.wait_for(reader.read(), 5)  # the hangup frame, then EOF
+        writer.close()
+
+    for _ in range(6):
+        await asyncio.gather(*(stranger() for _ in range(50)))
+    refusals = [r for r in caplog.records if "refusing AudioSocket UUID" in r.getMessage()]
+    assert 1 <= len(refusals) <= 3, len(refusals)  # 300 refused, not 300 lines
+    assert events.of("start") == []
