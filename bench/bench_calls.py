@@ -9,12 +9,13 @@ Three kinds of process, so that the bridge's numbers are the bridge's alone:
   answers each caller utterance with a few seconds of synthetic speech;
 - the bridge (``bench/bridge_runner.py``): a ``Bridge`` with AMI disabled, its connector
   pointed at the simulator; it reports per-call ``CallStats`` as JSON on request;
-- this process: N ``VirtualCaller`` s (Asterisk's side of AudioSocket), each speaking an
-  espeak-ng utterance at real pace every few seconds.
+- this process: N ``VirtualCaller`` s (Asterisk's side of AudioSocket), or N synthetic
+  RTP / chan_websocket peers (Asterisk's side of the ARI media paths, bench/peers.py),
+  each speaking an espeak-ng utterance at real pace every few seconds.
 
-For each N, a fresh simulator and bridge are started, calls are ramped up with a small
-stagger, warmed up, then measured for ``--seconds``. See bench/README.md for what each
-number means.
+For each N and each transport (``--transports``), a fresh simulator and bridge are
+started, calls are ramped up with a small stagger, warmed up, then measured for
+``--seconds``. See bench/README.md for what each number means.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from peers import ChanWebsocketServer, RtpPeer, WebsocketPeer, split_at_pauses, start_ari_peer
 
 from agi_bridge.simulator import plan_ms
 from agi_bridge.virtual_caller import VirtualCaller, espeak
@@ -56,6 +58,10 @@ MS_PER_CHAR = 65  # simulator voice speed (its default)
 RESPONSE_LATENCY_MS = 150
 VAD_SILENCE_MS = 500  # must match bridge_runner.py's turn_detection
 GAP_AFTER_REPLY_S = 1.0  # silence between the end of the agent's reply and the next utterance
+
+# AudioSocket (VirtualCaller), ARI externalMedia over RTP and over chan_websocket (peers.py)
+TRANSPORTS = ("audiosocket", "ari-rtp", "ari-websocket")
+Caller = VirtualCaller | RtpPeer | WebsocketPeer
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
@@ -334,7 +340,7 @@ class Talk:
         )
 
 
-async def speak(caller: VirtualCaller, talk: Talk, first_s: float) -> None:
+async def speak(caller: Caller, talk: Talk, first_s: float) -> None:
     await asyncio.sleep(first_s)
     while not caller.closed.is_set():
         caller.say(talk.utterance)
@@ -376,17 +382,34 @@ def log_problems(path: Path) -> dict[str, Any]:
     return {"total": sum(counts.values()), "top": counts.most_common(5)}
 
 
+async def start_caller(
+    transport: str, bridge: BridgeProcess, ws_server: ChanWebsocketServer | None
+) -> Caller:
+    """Asterisk's side of one call on ``transport``, connected to the bridge."""
+    if transport == "audiosocket":
+        caller = VirtualCaller(HOST, bridge.audiosocket_port, keep_audio=False)
+        await caller.connect()
+        return caller
+    return await start_ari_peer(transport, bridge.request, ws_server)
+
+
 async def run_n(
-    n: int, args: argparse.Namespace, talk: Talk, workdir: Path, procs: Processes, attempt: int
+    n: int,
+    transport: str,
+    args: argparse.Namespace,
+    talk: Talk,
+    workdir: Path,
+    procs: Processes,
+    attempt: int,
 ) -> dict[str, Any]:
-    print(f"\n--- {n} call(s), attempt {attempt} ---", flush=True)
+    print(f"\n--- {n} call(s) over {transport}, attempt {attempt} ---", flush=True)
     if args.idle_wait > 0:
         waited, busy = await wait_quiet(args.idle_wait)
         state = "quiet" if busy < 15 else "STILL BUSY"
         print(f"machine {state} ({busy:.0f}% busy) after waiting {waited:.0f} s", flush=True)
     scenario = workdir / "scenario.yaml"
-    sim_log = workdir / f"simulator-{n}-{attempt}.log"
-    bridge_log = workdir / f"bridge-{n}-{attempt}.log"
+    sim_log = workdir / f"simulator-{transport}-{n}-{attempt}.log"
+    bridge_log = workdir / f"bridge-{transport}-{n}-{attempt}.log"
     port = free_port()
     with sim_log.open("ab") as out:
         sim = await procs.spawn(
@@ -404,7 +427,8 @@ async def run_n(
             stderr=out,
         )
     bridge: BridgeProcess | None = None
-    callers: list[VirtualCaller] = []
+    callers: list[Caller] = []
+    ws_server = ChanWebsocketServer(HOST) if transport == "ari-websocket" else None
     speakers: list[asyncio.Task[None]] = []
     caller_lag: list[float] = []
     lag_task = asyncio.create_task(watch_loop_lag(caller_lag))
@@ -421,11 +445,12 @@ async def run_n(
             pin(os.getpid(), cpus - {NCPU - 1} or cpus)
         await asyncio.sleep(1.0)  # imports done, listeners up: the idle footprint
         rss_idle = rss_kib(bridge.pid)
+        if ws_server is not None:
+            await ws_server.start()
 
         t_ramp = time.monotonic()
         for _ in range(n):
-            caller = VirtualCaller(HOST, bridge.audiosocket_port, keep_audio=False)
-            await caller.connect()
+            caller = await start_caller(transport, bridge, ws_server)
             callers.append(caller)
             first = talk.greeting_s + 0.5 + rng.uniform(0, talk.period_s)
             speakers.append(asyncio.create_task(speak(caller, talk, first)))
@@ -469,7 +494,11 @@ async def run_n(
         lags = list(caller_lag)
         stats = await bridge.request(cmd="stats", timeout=120.0)
         lo, hi = float(mark["t"]), float(stats["t"])
+        frames_heard = sum(lo <= t <= hi for c in callers for t in c.heard.times)
         heard = [list(c.heard.times) for c in callers]
+        if transport == "ari-websocket":  # agent audio only: the pauses are not intervals
+            heard = [run for times in heard for run in split_at_pauses(times)]
+        ws_peers = [c for c in callers if isinstance(c, WebsocketPeer)]
         dropped_callers = sum(c.closed.is_set() for c in callers)
         bad_sizes = sum(len(c.heard.bad_sizes) for c in callers)
     finally:
@@ -477,6 +506,8 @@ async def run_n(
         for task in speakers:
             task.cancel()
         await asyncio.gather(*(c.close() for c in callers), return_exceptions=True)
+        if ws_server is not None:
+            await ws_server.close()
         if bridge is not None:
             await bridge.quit(procs)
         await procs.stop(sim)
@@ -493,6 +524,7 @@ async def run_n(
     cpu = {name: (cpu1[name] - cpu0[name]) / wall * 100 for name in cpu0}
     result: dict[str, Any] = {
         "calls": n,
+        "transport": transport,
         "attempt": attempt,
         "window_s": round(wall, 3),
         "ramp_s": round(ramp_s, 2),
@@ -502,6 +534,9 @@ async def run_n(
         "pacing_bridge_ms": pacing((c["frame_times"] for c in calls), lo, hi),
         "pacing_callers_ms": pacing(heard, lo, hi),
         "bad_frame_sizes": bad_sizes,
+        "frames_heard_by_peers": frames_heard,  # in the window; ari-websocket: agent audio only
+        "flush_media": sum(p.commands["FLUSH_MEDIA"] for p in ws_peers),
+        "ws_queue_max": max((p.max_queue for p in ws_peers), default=None),
         "frames_out": total("frames_out"),
         "frames_expected": round(n * wall * 1000 / FRAME_MS),
         "audio_frames_out": total("audio_frames_out"),
@@ -534,7 +569,8 @@ async def run_n(
     }
     bp = result["pacing_bridge_ms"]
     print(
-        f"done: bridge CPU {cpu['bridge']:.1f}% of a core, pacing p99 {fmt(bp['p99'])} ms, "
+        f"done ({transport}): bridge CPU {cpu['bridge']:.1f}% of a core, "
+        f"pacing p99 {fmt(bp['p99'])} ms, "
         f"late {result['late_frames']:.0f}, underruns {result['underruns']:.0f}",
         flush=True,
     )
@@ -568,13 +604,14 @@ ROWS: list[tuple[str, str, int] | str] = [
     ("  max", "pacing_bridge_ms.max", 1),
     ("  intervals off by > 10 ms", "pacing_bridge_ms.over_10ms", 0),
     ("  intervals measured", "pacing_bridge_ms.n", 0),
-    "outbound pacing at the callers: |Δ − 20 ms| between arrivals (ms, incl. caller noise)",
+    "outbound pacing at the callers/peers: |Δ − 20 ms| between arrivals (ms, incl. their noise)",
     ("  p50", "pacing_callers_ms.p50", 3),
     ("  p99", "pacing_callers_ms.p99", 3),
     ("  max", "pacing_callers_ms.max", 1),
     ("  intervals off by > 10 ms", "pacing_callers_ms.over_10ms", 0),
     "frames (all calls, in the window)",
     ("  frames out / expected", "frames_ratio", 0),
+    ("  frames heard by the callers/peers", "frames_heard_by_peers", 0),
     ("  late frames (sent > 1 interval late)", "late_frames", 0),
     ("  skipped frames (re-anchored)", "skipped_frames", 0),
     ("  playout underruns", "underruns", 0),
@@ -625,10 +662,12 @@ def cell(result: dict[str, Any], path: str, digits: int) -> str:
     return fmt(value, digits)
 
 
-def table(results: list[dict[str, Any]]) -> str:
+def table(results: list[dict[str, Any]], by_transport: bool = False) -> str:
+    """One column per result: headed N=... (one transport) or by transport (one N)."""
     width = max(len(r[0]) if isinstance(r, tuple) else 0 for r in ROWS) + 2
     col = 16
-    head = "".ljust(width) + "".join(f"N={r['calls']}".rjust(col) for r in results)
+    names = [r["transport"] if by_transport else f"N={r['calls']}" for r in results]
+    head = "".ljust(width) + "".join(name.rjust(col) for name in names)
     lines = [head, "-" * len(head)]
     for row in ROWS:
         if isinstance(row, str):
@@ -655,7 +694,10 @@ def header(args: argparse.Namespace, talk: Talk) -> str:
         f"utterance every {talk.period_s:.1f} s,\nthe agent greets ({talk.greeting_s:.1f} s) "
         f"and answers each utterance ({talk.reply_s:.1f} s of speech).\n"
         "Caller-side pacing includes the callers' own scheduling noise (they share one event "
-        "loop and the CPUs)."
+        "loop and the CPUs).\n"
+        f"transports: {', '.join(args.transports)}. ARI: media port + call core only, no ARI "
+        "REST/events (that is make bench-asterisk);\nari-websocket peers get agent audio "
+        "only, so their pacing is taken within each agent turn."
     )
 
 
@@ -667,6 +709,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="N concurrent simulated calls through one bridge process."
     )
     p.add_argument("--calls", default=None, help="comma-separated N values (default 1,50,200)")
+    p.add_argument(
+        "--transports",
+        default=",".join(TRANSPORTS),
+        help=f"comma-separated, measured side by side for each N (default {','.join(TRANSPORTS)})",
+    )
     p.add_argument("--seconds", type=float, default=None, help="measurement window per N (20)")
     p.add_argument("--warmup", type=float, default=None, help="seconds after ramp-up (3)")
     p.add_argument("--stagger", type=float, default=0.02, help="seconds between call starts")
@@ -687,7 +734,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="CPU (%% of one core) busy outside the three processes during the window above "
         "which the window counts as disturbed and N is measured again (35)",
     )
-    p.add_argument("--retries", type=int, default=2, help="re-measurements of a disturbed N (2)")
+    p.add_argument("--retries", type=int, default=None, help="re-measurements of a disturbed N (2)")
     p.add_argument(
         "--pin-bridge",
         action="store_true",
@@ -708,12 +755,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.retries = args.retries if args.retries is not None else 2
     if any(n <= 0 for n in args.calls):
         p.error("--calls must be positive integers")
+    args.transports = [t.strip() for t in args.transports.split(",") if t.strip()]
+    unknown = [t for t in args.transports if t not in TRANSPORTS]
+    if unknown or not args.transports:
+        p.error(f"--transports: {', '.join(unknown) or 'none given'}; known: {TRANSPORTS}")
     return args
 
 
 def brief(result: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of one attempt (kept in the JSON even when not chosen)."""
     return {
+        "transport": result["transport"],
         "attempt": result["attempt"],
         "other_load_pct": round(result["unattributed_cpu_pct"], 1),
         "bridge_cpu_pct": result["cpu_pct"]["bridge"],
@@ -747,11 +799,11 @@ async def run_all(
     # SIGTERM tears down like Ctrl-C does (asyncio.run turns SIGINT into a cancellation)
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     try:
-        for n in args.calls:
+        for n, transport in itertools.product(args.calls, args.transports):
             best: dict[str, Any] | None = None
             attempts: list[dict[str, Any]] = []
             for attempt in range(1, args.retries + 2):
-                result = await run_n(n, args, talk, workdir, procs, attempt)
+                result = await run_n(n, transport, args, talk, workdir, procs, attempt)
                 other = result["unattributed_cpu_pct"]
                 attempts.append(brief(result))
                 if best is None or other < best["unattributed_cpu_pct"]:
@@ -790,15 +842,24 @@ def report(
     print()
     print(header(args, talk))
     print()
-    print(table(results))
+    if len(args.transports) == 1:
+        print(table(results))
+    else:  # side by side: one table per N, one column per transport
+        for n in args.calls:
+            group = [r for r in results if r["calls"] == n]
+            if group:
+                print(f"N = {n} call(s)")
+                print(table(group, by_transport=True))
+                print()
     print()
     for r in results:
+        run = f"N={r['calls']} {r['transport']}"
         others = r["other_processes_cpu_pct"]["top"]
         if others:
             listed = ", ".join(f"{name} {pct}%" for name, pct in others)
-            print(f"N={r['calls']}: busiest processes outside the benchmark: {listed}")
+            print(f"{run}: busiest processes outside the benchmark: {listed}")
         for problem, count in r["bridge_log_problems"]["top"]:
-            print(f"N={r['calls']}: bridge log {count}x {problem}")
+            print(f"{run}: bridge log {count}x {problem}")
     print(f"total run time {elapsed:.0f} s")
     if not args.json:
         return
@@ -812,6 +873,7 @@ def report(
         },
         "settings": {
             "calls": args.calls,
+            "transports": args.transports,
             "seconds": args.seconds,
             "warmup": args.warmup,
             "stagger": args.stagger,
@@ -856,7 +918,8 @@ def main(argv: list[str] | None = None) -> int:
                 copy_logs(workdir, Path(args.keep_logs))
     if results:
         if status:
-            print(f"\npartial results ({len(results)} of {len(args.calls)} runs):")
+            runs = len(args.calls) * len(args.transports)
+            print(f"\npartial results ({len(results)} of {runs} runs):")
         report(args, talk, results, time.monotonic() - started)
     return status
 

@@ -18,6 +18,9 @@ and answers one JSON line per command line read from stdin:
 - ``{"cmd": "stats"}``: end of the window: per-call samples and counter differences;
 - ``{"cmd": "totals"}``: cumulative counts since start (calls started/finished, late and
   skipped frames of live and ended calls): what ``soak.py`` samples over time;
+- ``{"cmd": "media_call", "transport": "ari-rtp", "peer": [host, port]}`` or
+  ``{"cmd": "media_call", "transport": "ari-websocket", "url": "ws://..."}``: start a call
+  directly on an ARI media port (bench/media_calls.py): no ARI control plane;
 - ``{"cmd": "quit"}``: close the bridge (live calls get a short grace) and exit.
 
 Besides the calls' own ``CallStats``, the runner measures its event loop's lag (how late a
@@ -44,6 +47,10 @@ from agi_bridge.app import Bridge
 from agi_bridge.call import Call
 from agi_bridge.config import Config, Listen, load_text
 from agi_bridge.realtime import connector
+from agi_bridge.samples import Samples
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from media_calls import MediaCalls
 
 
 def bench_config(sim_url: str, max_calls: int, records_dir: str | None) -> Config:
@@ -106,6 +113,17 @@ def pacer_counts(call: Call) -> tuple[int, int]:
     return int(pacer.late_frames), int(pacer.skipped_frames)
 
 
+def reset_samples(stats: Any, name: str, size: int) -> None:
+    """Empty one sample ring of a call and make room for ``size`` values, in place: the
+    call's playout pump holds its own reference to ``frame_times``, so a new object
+    assigned here would never be written to."""
+    ring = getattr(stats, name)
+    if isinstance(ring, Samples):
+        ring.__init__(size)  # type: ignore[misc]
+    else:  # a deque in older versions of the package
+        setattr(stats, name, deque(maxlen=size))
+
+
 class Runner:
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
@@ -156,10 +174,8 @@ class Runner:
         self.baseline = {}
         for key, call in self.bridge.calls.items():
             self.baseline[key] = self.counters(call)
-            call.stats.frame_times = deque(maxlen=frames)
-            call.stats.frame_to_send_ms = deque(maxlen=frames)
-            call.stats.delta_to_frame_ms = deque(maxlen=frames)
-            call.stats.turn_latency_ms = deque(maxlen=frames)
+            for name in SAMPLES:
+                reset_samples(call.stats, name, frames)
         self.loop_lag_ms.clear()
         self.marked_at = time.monotonic()
         return {"t": self.marked_at, "calls": len(self.baseline)}
@@ -207,6 +223,7 @@ async def main(args: argparse.Namespace) -> None:
 
     bridge = Bridge(cfg, connect=connector(cfg.realtime, url=args.sim_url), observers=(observe,))
     runner = Runner(bridge)
+    media_calls = MediaCalls(bridge)
     runners.append(runner)
     await bridge.start()
     lag_task = asyncio.create_task(runner.watch_loop_lag())
@@ -233,12 +250,17 @@ async def main(args: argparse.Namespace) -> None:
                 reply(runner.stats())
             elif cmd == "totals":
                 reply(runner.totals())
+            elif cmd == "media_call":
+                reply(await media_calls.start(request))
+            elif cmd == "media_calls":
+                reply(media_calls.summary())
             elif cmd == "quit":
                 break
             else:
                 reply({"error": f"unknown command {cmd!r}"})
     finally:
         lag_task.cancel()
+        await media_calls.close(grace=args.grace)
         await bridge.close(grace=args.grace)
     reply({"bye": True})
 
