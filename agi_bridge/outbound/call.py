@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -16,6 +17,7 @@ from agi_bridge.asterisk.ami import AmiClient, AmiMessage
 from agi_bridge.config import Config
 from agi_bridge.errors import AmiError, BridgeError, ConfigError
 from agi_bridge.lookup import lookup_values
+from agi_bridge.outbound.ari_dial import TRANSPORTS, AriDial, ari_app_name
 from agi_bridge.outbound.events import CallEvents
 from agi_bridge.outbound.result import (
     AMD_POLICIES,
@@ -42,7 +44,7 @@ from agi_bridge.records import Ledger
 log = logging.getLogger(__name__)
 
 
-class OutboundCall(CallEvents):
+class OutboundCall(CallEvents, AriDial):
     """One outbound call: AMI connection, its own Bridge, Originate, outcome.
 
     ``printer`` receives the live transcript, one readable line at a time.
@@ -66,6 +68,7 @@ class OutboundCall(CallEvents):
         watch: Watcher | None = None,
         amd: str = "",
         voicemail_message: str = "",
+        transport: str = "audiosocket",
     ) -> None:
         if not config.ami.enabled:
             raise ConfigError("outbound calls need AMI (ami.enabled: true)", key="ami.enabled")
@@ -84,12 +87,17 @@ class OutboundCall(CallEvents):
         if amd and amd not in AMD_POLICIES:
             raise ConfigError(f"expected one of {', '.join(AMD_POLICIES)}", key="--amd")
         self.amd = amd
+        if transport not in TRANSPORTS:
+            raise ConfigError(f"expected one of {', '.join(TRANSPORTS)}", key="--transport")
+        if transport == "ari" and amd:
+            raise ConfigError("AMD runs in the AudioSocket path's dialplan", key="--amd")
+        self.transport = transport
         self.voicemail_agent = ""
         self._voicemail = False  # the voicemail agent joined (--amd message)
         self._texts = (goal, greeting, voicemail_message)  # before substitution
         self.context = prompt_context(self.caller_id, destination, self.variables)
-        self._configure()
         self.channel_id = channel_id or str(uuid.uuid4())
+        self._configure()
         self._print = printer or (lambda line: None)
         self._scenario = simulator_scenario
         self._t0 = time.monotonic()
@@ -124,6 +132,12 @@ class OutboundCall(CallEvents):
             self.call_config, self.voicemail_agent = voicemail_config(
                 self.call_config, self.agent, message
             )
+        if self.transport == "ari":
+            # a Stasis application of this call alone, beside a running `agi-bridge serve`
+            ari = dataclasses.replace(
+                self.call_config.ari, enabled=True, app=ari_app_name(self.config, self.channel_id)
+            )
+            self.call_config = dataclasses.replace(self.call_config, ari=ari)
 
     async def _lookup(self) -> None:
         """The agent's lookup webhook, before dialing: {lookup}, {lookup_KEY}."""
@@ -215,6 +229,10 @@ class OutboundCall(CallEvents):
             await ami.close()
 
     async def _place(self, ami: AmiClient, bridge: Bridge) -> None:
+        if self.transport == "ari":
+            if await self._ring_via_ari(ami, bridge, self._t0 + self.timeout_s):
+                await self._converse(ami, self._t0 + self.timeout_s)
+            return
         variables = {
             "AGI_BRIDGE_HOST": bridge_host(self.config),
             "AGI_BRIDGE_AGI_PORT": str(bridge.fastagi.port),
@@ -277,7 +295,11 @@ class OutboundCall(CallEvents):
         if self._watch is not None:
             self._watch("answered", {"channel": self.result.channel}, self.result.answered_after_s)
 
-        # 2. the conversation: until the agent's call ends, or the channel hangs up unjoined
+        await self._converse(ami, deadline)
+
+    async def _converse(self, ami: AmiClient, deadline: float) -> None:
+        """2. the conversation: until the agent's call ends, or the channel hangs up unjoined."""
+
         def settled() -> bool:
             return self._end is not None or (self._call is None and self._channel_gone())
 

@@ -148,6 +148,13 @@ def add_cli(sub: Any) -> None:
         "message (leave --voicemail-message after the beep) or talk",
     )
     p.add_argument("--voicemail-message", default="", help="--amd message: what to say")
+    p.add_argument(
+        "--transport",
+        choices=("audiosocket", "ari"),
+        default="audiosocket",
+        help="audiosocket (AMI Originate, FastAGI + AudioSocket; default) or ari (ARI places "
+        "the call into a Stasis application of its own: externalMedia, ari: section)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.add_argument(
         "--record",
@@ -237,6 +244,7 @@ def run_cli(args: argparse.Namespace, config: Config) -> int:
             variables=variables,
             amd=args.amd or "",
             voicemail_message=args.voicemail_message,
+            transport=args.transport,
         )
 
     if args.csv:

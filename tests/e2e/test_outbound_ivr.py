@@ -69,6 +69,8 @@ class Outbound:
         self.tmp = tmp
         secret = tmp / "ami-secret"
         secret.write_text(harness.AMI_TEST_SECRET + "\n")
+        ari_password = tmp / "ari-password"
+        ari_password.write_text(harness.ARI_TEST_PASSWORD + "\n")
         self.config = tmp / "call.yaml"
         self.config.write_text(
             f"""
@@ -76,6 +78,7 @@ listen: {{audiosocket: "127.0.0.1:0", fastagi: "127.0.0.1:0", http: ""}}
 ami: {{host: 127.0.0.1, port: {harness.AMI_PORT}, username: agi_bridge,
       secret_file: "{secret}"}}
 realtime: {{provider: url, url: "ws://127.0.0.1:{sim.port}/v1/realtime", connect_timeout_s: 5}}
+ari: {{url: "{harness.ARI_URL}", username: {harness.ARI_USER}, password_file: "{ari_password}"}}
 records: {{enabled: false}}
 default_agent: ivr
 agents:
@@ -173,8 +176,9 @@ async def outbound(
         await sim.close()
 
 
+@pytest.mark.parametrize("transport", ["audiosocket", "ari"])
 async def test_agent_navigates_the_demo_ivr_and_reports_the_goal(
-    outbound: StartOutbound, tmp_path: Path
+    outbound: StartOutbound, tmp_path: Path, transport: str
 ) -> None:
     scenario = Scenario(
         turns=[
@@ -193,7 +197,9 @@ async def test_agent_navigates_the_demo_ivr_and_reports_the_goal(
     )
     o = await outbound(scenario)
     record = tmp_path / "records"
-    run = await o.call(IVR, "--goal", GOAL, "--json", "--record", str(record))
+    run = await o.call(
+        IVR, "--goal", GOAL, "--json", "--record", str(record), "--transport", transport
+    )
     assert run.code == 0, run.stderr
     result = run.result
 
