@@ -254,3 +254,14 @@ def test_cli_needs_a_goal_and_one_kind_of_destination(
     assert "row 1: a goal is needed" in capsys.readouterr().err
     assert cli.main([*args[:1], "500", *args[1:], "--goal", "g"]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_ari_outbound_app_names_and_causes() -> None:
+    from agi_bridge.config import load_text
+    from agi_bridge.outbound.ari_dial import CAUSES, ari_app_name
+
+    cfg = load_text("", "c.yaml")
+    name = ari_app_name(cfg, "1a2b3c4d-5e6f-7a8b-9c0d-e1f2a3b4c5d6")
+    assert name == "agi-bridge-call-1a2b3c4d5e6f"  # its own Stasis app, beside `serve`
+    assert CAUSES[17][0] == "busy" and CAUSES[19][0] == "no_answer"
+    assert CAUSES[34][0] == "congestion"
