@@ -46,6 +46,15 @@ def ari_app_name(config: Config, channel_id: str) -> str:
     return f"{config.ari.app}-call-{re.sub(r'[^A-Za-z0-9]', '', channel_id)[:12]}"
 
 
+def no_optimization(dial: str) -> str:
+    """``Local/500@ctx`` -> ``Local/500@ctx/n``. In Stasis the ``;1`` half joins a bridge
+    with the externalMedia channel, and Asterisk would optimise the Local pair away
+    (the far end's channel replaces ours mid-call); ``/n`` keeps both halves."""
+    if not dial.startswith("Local/") or dial.count("/") > 1:
+        return dial  # not Local, or it already has options
+    return f"{dial}/n"
+
+
 class AriDial:
     # owned and set up by OutboundCall.__init__ / CallEvents
     dial: str
@@ -88,7 +97,7 @@ class AriDial:
             self._finish("failed", "the call's bridge has no ARI transport")
             return False
         params: dict[str, str | int] = {
-            "endpoint": self.dial,
+            "endpoint": no_optimization(self.dial),
             "app": self.call_config.ari.app,
             "appArgs": self.agent,
             "timeout": max(1, round(self.ring_timeout_s)),
