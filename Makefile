@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= examples/agi-bridge.yaml
 
-.PHONY: install test-env test test-unit lint run demo simulate bench clean up down logs smoke
+.PHONY: install test-env test test-unit lint run demo simulate bench bench-asterisk clean up down logs smoke
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,12 @@ simulate: install
 
 bench: install
 	$(BIN)/python bench/bench_calls.py
+
+# Through the real Asterisk (chroot, fixed ports: under the e2e lock). CALLS=1,10,30,100,200
+CALLS   ?= 1,10
+SECONDS ?= 20
+bench-asterisk: install test-env
+	flock /tmp/agi-e2e.lock $(BIN)/python bench/bench_asterisk.py --calls $(CALLS) --seconds $(SECONDS) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
