@@ -202,8 +202,19 @@ class Capture:
         lo, hi = RTP_RANGE
         with self.log.open("wb") as err:
             self.proc = subprocess.Popen(
-                ["dumpcap", "-q", "-i", "lo", "-P", "-B", "64", "-f"]
-                + [f"udp portrange {lo}-{hi}", "-w", str(self.path)],
+                [
+                    "dumpcap",
+                    "-q",
+                    "-i",
+                    "lo",
+                    "-P",
+                    "-B",
+                    "64",
+                    "-f",
+                    f"udp portrange {lo}-{hi}",
+                    "-w",
+                    str(self.path),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=err,

@@ -37,8 +37,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.e2e.harness
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import asterisk_rig as rig  # noqa: E402
-from bench_calls import (  # noqa: E402
+import itertools
+
+import asterisk_rig as rig
+from bench_calls import (
     GREETING,
     MS_PER_CHAR,
     REPLY,
@@ -55,7 +57,8 @@ from bench_calls import (  # noqa: E402
     scenario_yaml,
     wait_port,
 )
-from tests.e2e import harness  # noqa: E402
+
+from tests.e2e import harness
 
 HOST = "127.0.0.1"
 LEADS = 8  # distinct first pauses, so that the calls do not all speak at once
@@ -76,7 +79,7 @@ def metrics(port: int) -> dict[str, float]:
 
 
 def deviation_stats(times: list[float]) -> dict[str, float]:
-    devs = [abs((b - a) * 1000 - 20.0) for a, b in zip(times, times[1:], strict=False)]
+    devs = [abs((b - a) * 1000 - 20.0) for a, b in itertools.pairwise(times)]
     return {
         "p50": percentile(devs, 50) or 0.0,
         "p99": percentile(devs, 99) or 0.0,
@@ -442,7 +445,7 @@ async def main(args: argparse.Namespace) -> int:
     if args.compare:
         print(compare(Path(args.compare), results))
     if args.json:
-        Path(args.json).write_text(
+        Path(args.json).write_text(  # noqa: ASYNC240 - once, after the run
             json.dumps({"when": now, "args": vars(args), "results": results}, indent=1)
         )
     return 0
