@@ -137,10 +137,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("config", ("config",)),
     ("seams", ("call.ports", "call.stats", "call.events", "providers.base")),
     ("conversation", ("tools", "webhook", "call.session", "call.conversation")),
-    ("call", ("call", "providers", "realtime", "asterisk", "simulator", "virtual_caller")),
+    (
+        "call",
+        ("call", "ticker", "providers", "realtime", "asterisk", "simulator", "virtual_caller"),
+    ),
     ("edges", ("transports", "records", "metrics", "monitoring", "admin")),
     ("app", ("app",)),
-    ("commands", ("check", "outbound", "cli", "__main__")),
+    ("commands", ("check", "outbound", "cli", "__main__", "eventloop", "workers")),
 ]
 # Observers see a call through call.events only; transports implement call.ports only.
 NARROW: dict[tuple[str, ...], tuple[str, ...]] = {
