@@ -50,6 +50,7 @@ from agi_bridge.errors import (
 )
 from agi_bridge.playout import Pacer, PlayoutBuffer
 from agi_bridge.providers import base as p
+from agi_bridge.ticker import shared as shared_ticker
 
 log = logging.getLogger("agi_bridge.call")
 
@@ -432,32 +433,59 @@ class Call:
     # --------------------------------------------------------------------- playout
 
     async def _pump_playout(self) -> None:
-        pacer = self._pacer = Pacer(self._clock)
+        """Release one frame per 20 ms deadline. The frames leave from the process's
+        shared tick (agi_bridge/ticker.py: one timer for all calls, no wake-up of this
+        task per frame); this task only carries out what a released frame makes the
+        conversation decide (rare), and raises what the tick hit."""
+        ticker = shared_ticker(self._clock)
+        pacer = self._pacer = Pacer(self._clock, t0=ticker.anchor())
         playout = self.conversation.playout
         on_released = self.conversation.on_released
         send = self._media.send_frame
         needs_silence = self._media.needs_silence
         clock = self._clock
         frame_times = self.stats.frame_times
-        while True:
-            for _ in range(pacer.due()):
-                released = playout.next_frame()
-                if needs_silence or not released.silent:
-                    send(released.pcm)
-                if self.recorder is not None:
-                    pcm = released.pcm
-                    self.recorder.agent_frame(
-                        audio.ulaw_to_slin(pcm) if self._ulaw_port else pcm, pacer.skipped_frames
-                    )
-                now = clock()
-                frame_times.append(now)
-                outputs = on_released(released, now)
-                if outputs:
-                    await self._apply(outputs, quiet=True)
-                if not playout.audible:
-                    self._drained.set()
-            delay = pacer.next_deadline - clock()
-            await asyncio.sleep(delay if delay > 0 else 0)
+        pending: list[Output] = []
+        failed: list[BaseException] = []
+        wake = asyncio.Event()
+
+        def tick(now: float) -> None:
+            if failed:
+                return
+            try:
+                for _ in range(pacer.due(now)):
+                    released = playout.next_frame()
+                    if needs_silence or not released.silent:
+                        send(released.pcm)
+                    if self.recorder is not None:
+                        pcm = released.pcm
+                        self.recorder.agent_frame(
+                            audio.ulaw_to_slin(pcm) if self._ulaw_port else pcm,
+                            pacer.skipped_frames,
+                        )
+                    now = clock()
+                    frame_times.append(now)
+                    outputs = on_released(released, now)
+                    if outputs:
+                        pending.extend(outputs)
+                        wake.set()
+                    if not playout.audible:
+                        self._drained.set()
+            except Exception as exc:  # this call's error: raised in its own task below
+                failed.append(exc)
+                wake.set()
+
+        key = ticker.subscribe(tick)
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                if failed:
+                    raise failed[0]
+                outputs, pending[:] = pending[:], []
+                await self._apply(outputs, quiet=True)
+        finally:
+            ticker.unsubscribe(key)
 
     async def wait_drained(self, timeout: float) -> bool:
         """Wait until every queued agent frame has been released to Asterisk."""
