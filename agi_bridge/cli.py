@@ -71,8 +71,15 @@ async def _serve(cfg: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
+    from agi_bridge.eventloop import name as loop_name
+
     async with Bridge(cfg):
-        log.info("agi-bridge %s ready (config %s)", __version__, cfg.source or "built-in")
+        log.info(
+            "agi-bridge %s ready (config %s, %s event loop)",
+            __version__,
+            cfg.source or "built-in",
+            loop_name(),
+        )
         await stop.wait()
         log.info("shutting down: finishing live calls")
 
@@ -190,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("serve", help="run the bridge (AudioSocket + FastAGI + AMI)")
     p.add_argument("-c", "--config", help="YAML config file (default: built-in defaults)")
+    p.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="auto",
+        help="event loop (auto: uvloop when installed, the 'fast' extra)",
+    )
 
     p = sub.add_parser("simulate", help="run the local Realtime-protocol simulator (test double)")
     p.add_argument("--host", default="127.0.0.1")
@@ -235,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.command == "serve":
-            asyncio.run(_serve(_load(args.config)))
+            from agi_bridge import eventloop
+
+            eventloop.run(_serve(_load(args.config)), args.loop)
         elif args.command == "simulate":
             asyncio.run(_simulate(args.host, args.port, args.scenario))
         elif args.command == "demo":

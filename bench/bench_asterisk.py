@@ -220,7 +220,7 @@ class Run:
                 "asterisk": rig.sample_tree(asterisk.proc.pid),
             }
             talk, leads = self.speech(asterisk)
-            ami = await harness.AmiClient.connect(events=False)
+            ami = await self.ami_login()
             t_ramp = time.monotonic()
             await self.originate(ami, talk, leads)
             await self.wait_active(ports["http"], 30 + n * 0.3)
@@ -315,6 +315,17 @@ class Run:
                 "disturbed": disturbed,
             },
         }
+
+    async def ami_login(self, timeout: float = 20.0) -> harness.AmiClient:
+        """AMI comes up a little after "fully booted"."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return await harness.AmiClient.connect(events=False)
+            except (OSError, harness.AmiError, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
 
     def rtp_destinations(self, asterisk: harness.Asterisk) -> set[int]:
         ports = set()
