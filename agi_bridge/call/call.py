@@ -444,7 +444,7 @@ class Call:
         send = self._media.send_frame
         needs_silence = self._media.needs_silence
         clock = self._clock
-        frame_times = self.stats.frame_times
+        stats = self.stats  # not stats.frame_times: the benchmark swaps it for a window
         pending: list[Output] = []
         failed: list[BaseException] = []
         wake = asyncio.Event()
@@ -464,7 +464,7 @@ class Call:
                             pacer.skipped_frames,
                         )
                     now = clock()
-                    frame_times.append(now)
+                    stats.frame_times.append(now)
                     outputs = on_released(released, now)
                     if outputs:
                         pending.extend(outputs)
