@@ -65,6 +65,7 @@ class Bridge:
         ami: CallAmi | None = None,
         observers: tuple[Observer, ...] = (),
         simulator_scenario: Any = None,
+        reuse_fastagi_port: bool = False,
     ) -> None:
         self.config = config
         self._connect = connect
@@ -78,7 +79,14 @@ class Bridge:
         self.calls: dict[int, Call] = {}
         self.finished_calls = 0
         host, port = split_hostport(config.listen.fastagi)
-        self.fastagi = FastAgiServer(self.pending, host, port, accept=self._accept)
+        self.fastagi = FastAgiServer(
+            self.pending,
+            host,
+            port,
+            accept=self._accept,
+            advertise=self.audiosocket_address,
+            reuse_port=reuse_fastagi_port,
+        )
         host, port = split_hostport(config.listen.audiosocket)
         self.audiosocket = AudioSocketServer(
             self._run_call, host, port, max_calls=config.limits.max_calls
@@ -142,6 +150,17 @@ class Bridge:
             )
         log.info("channel %s dnid=%s: agent %r (%s)", request.channel, request.dnid, name, why)
         return name
+
+    def audiosocket_address(self, local_host: str) -> str:
+        """Where Asterisk must connect the AudioSocket of a call registered over a FastAGI
+        connection that reached us at ``local_host`` (told to the dialplan as
+        AGI_BRIDGE_AUDIOSOCKET): this process's listener, at the configured host, or at
+        the address Asterisk used for FastAGI when the listener is on every address."""
+        host, _ = split_hostport(self.config.listen.audiosocket)
+        if host in ("", "0.0.0.0", "::"):
+            host = local_host
+        port = self.audiosocket.port
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     @property
     def active_calls(self) -> int:

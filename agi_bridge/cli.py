@@ -63,7 +63,7 @@ def _load(path: str | None) -> Config:
     return load(path)
 
 
-async def _serve(cfg: Config) -> None:
+async def _serve(cfg: Config, worker: str = "") -> None:
     from agi_bridge.app import Bridge
 
     stop = asyncio.Event()
@@ -73,12 +73,13 @@ async def _serve(cfg: Config) -> None:
             loop.add_signal_handler(sig, stop.set)
     from agi_bridge.eventloop import name as loop_name
 
-    async with Bridge(cfg):
+    async with Bridge(cfg, reuse_fastagi_port=bool(worker)):
         log.info(
-            "agi-bridge %s ready (config %s, %s event loop)",
+            "agi-bridge %s ready (config %s, %s event loop%s)",
             __version__,
             cfg.source or "built-in",
             loop_name(),
+            f", worker {worker}" if worker else "",
         )
         await stop.wait()
         log.info("shutting down: finishing live calls")
@@ -188,6 +189,31 @@ async def _demo(cfg: Config, say: str, wav_out: str) -> int:
     return 0
 
 
+def _serve_command(args: argparse.Namespace) -> int:
+    """One process, a worker of a supervisor, or the supervisor of N workers."""
+    from agi_bridge import eventloop, workers
+
+    cfg = _load(args.config)
+    count = args.workers if args.workers is not None else workers.default_workers(cfg)
+    workers.check(cfg, count)
+    if args.worker_index is not None:
+        worker_cfg = workers.worker_config(cfg, args.worker_index, count)
+        eventloop.run(_serve(worker_cfg, f"{args.worker_index}/{count}"), args.loop)
+    elif count == 1:
+        eventloop.run(_serve(cfg), args.loop)
+    else:
+
+        def command(index: int) -> list[str]:
+            cmd = [sys.executable, "-m", "agi_bridge", "--log-format", args.log_format]
+            cmd += ["--log-level", args.log_level] if args.log_level else []
+            cmd += ["serve", "--loop", args.loop, "--workers", str(count)]
+            cmd += ["-c", args.config] if args.config else []
+            return [*cmd, "--worker-index", str(index)]
+
+        return workers.Supervisor(command, count).run()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="agi-bridge", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
@@ -203,6 +229,13 @@ def main(argv: list[str] | None = None) -> int:
         default="auto",
         help="event loop (auto: uvloop when installed, the 'fast' extra)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="bridge processes sharing the FastAGI port (default: one per core;"
+        " 1 when listen.fastagi has port 0)",
+    )
+    p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
 
     p = sub.add_parser("simulate", help="run the local Realtime-protocol simulator (test double)")
     p.add_argument("--host", default="127.0.0.1")
@@ -248,9 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.command == "serve":
-            from agi_bridge import eventloop
-
-            eventloop.run(_serve(_load(args.config)), args.loop)
+            return _serve_command(args)
         elif args.command == "simulate":
             asyncio.run(_simulate(args.host, args.port, args.scenario))
         elif args.command == "demo":
