@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 Tick = Callable[[float], None]
 EARLY_S = 50e-6
+UVLOOP_SLACK_S = 0.001
 
 
 class Cancellable(Protocol):
@@ -45,10 +46,14 @@ class Ticker:
         schedule: Schedule | None = None,
         *,
         interval: float = FRAME_MS / 1000,
+        timer_slack: float = 0.0,
     ) -> None:
         self._clock = clock
         self._schedule = schedule
         self.interval = interval
+        # added to every timer: libuv (uvloop) timers count whole ms from a cached loop
+        # time and fire up to 1 ms early; asyncio's epoll timeout rounds up on its own
+        self.timer_slack = timer_slack
         self.t0 = clock()
         self._subscribers: dict[int, Tick] = {}
         self._next_key = 0
@@ -83,15 +88,18 @@ class Ticker:
     def _arm(self, deadline: float) -> None:
         self.deadline = deadline
         schedule = self._schedule or _loop_schedule
-        self._timer = schedule(max(0.0, deadline - self._clock()), self._tick)
+        delay = max(0.0, deadline - self._clock()) + self.timer_slack
+        self._timer = schedule(delay, self._tick)
 
     def _tick(self) -> None:
         self._timer = None
         now = self._clock()
         if now < self.deadline - EARLY_S:
-            # libuv (uvloop) timers have 1 ms resolution and may fire early: wait again
-            self._arm(self.deadline)
+            self._arm(self.deadline)  # a timer that fired early: wait again
             return
+        # a few µs early counts as on time (the subscribers' pacers would otherwise
+        # leave this deadline's frame for the next tick)
+        now = max(now, self.deadline)
         self.ticks += 1
         # a copy: a subscriber may unsubscribe itself (or another) from its tick
         for key, tick in list(self._subscribers.items()):
@@ -102,7 +110,8 @@ class Ticker:
                 self._subscribers.pop(key, None)
         if self._subscribers:
             # the next grid deadline after now: a late tick does not shift the grid
-            k = int((self._clock() - self.t0) / self.interval + 1e-6) + 1
+            done = round((self.deadline - self.t0) / self.interval)
+            k = max(done + 1, int((self._clock() - self.t0) / self.interval + 1e-6) + 1)
             self._arm(self.t0 + k * self.interval)
 
 
@@ -127,5 +136,6 @@ def shared(clock: Callable[[], float] = time.monotonic) -> Ticker:
     tickers = entry[1]
     ticker = tickers.get(id(clock))
     if ticker is None:
-        ticker = tickers[id(clock)] = Ticker(clock)
+        uv = type(loop).__module__.startswith("uvloop")
+        ticker = tickers[id(clock)] = Ticker(clock, timer_slack=UVLOOP_SLACK_S if uv else 0.0)
     return ticker

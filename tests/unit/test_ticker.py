@@ -222,3 +222,25 @@ def test_an_early_timer_waits_again_without_calling_anyone() -> None:
     timer.fn()
     assert seen == [100.0]
     assert [t.when for t in sched.armed] == [pytest.approx(100.02)]
+
+
+def test_a_tick_a_few_microseconds_early_counts_as_on_time() -> None:
+    clock, sched, ticker = make()
+    clock.t = 100.001
+    pacer = Pacer(clock, t0=ticker.anchor())  # first deadline 100.02
+    counts = released_per_tick(pacer, ticker)
+    timer = sched.armed[0]
+    sched.timers.remove(timer)
+    clock.t = 100.02 - 20e-6
+    timer.fn()
+    assert counts == [1]  # released now, not left for the next tick
+    assert [t.when for t in sched.armed] == [pytest.approx(100.04)]  # not 100.02 again
+
+
+def test_timer_slack_is_added_to_every_timer() -> None:
+    clock = Clock()
+    sched = Scheduler(clock)
+    ticker = Ticker(clock, sched, timer_slack=0.001)
+    clock.t = 100.005
+    ticker.subscribe(lambda now: None)
+    assert [t.when for t in sched.armed] == [pytest.approx(100.021)]
