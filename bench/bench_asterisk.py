@@ -409,10 +409,10 @@ def _f(v: float | None) -> str:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    head = f"{'':42}" + "".join(f"{'N=' + str(r['calls']):>14}" for r in results)
+    head = f"{'':42}" + "".join(f"{'N=' + str(r['calls']):>17}" for r in results)
     lines = [head, "-" * len(head)]
     for label, fmt in ROWS:
-        lines.append(f"{label:42}" + "".join(f"{fmt(r):>14}" for r in results))
+        lines.append(f"{label:42}" + "".join(f"{fmt(r):>17}" for r in results))
     return "\n".join(lines)
 
 

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.e2e
 
 REGISTERED = re.compile(r"FastAGI call registered: call_id=(\S+) channel=(\S+)")
 TO_AGENT = re.compile(r"agi-bridge: (Local/\S+;2) \(.*\) to agent")
-FALLBACK = re.compile(r"agi-bridge: fallback for (\S+) agent \S+ reason (\S+)")
+FALLBACK = re.compile(r"agi-bridge: fallback for (\S+) agent \S+ reason ([\w-]+)")
 UNAVAILABLE = re.compile(r"agi-bridge: (\S+) bridge (\S+) unavailable")
 
 
