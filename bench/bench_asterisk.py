@@ -65,16 +65,18 @@ LEADS = 8  # distinct first pauses, so that the calls do not all speak at once
 DISTURBED_PCT = 35.0
 
 
-def metrics(port: int) -> dict[str, float]:
-    """The bridge's /metrics as {name{labels}: value}."""
-    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as resp:
-        text = resp.read().decode()
+def metrics(ports: list[int]) -> dict[str, float]:
+    """The bridge's /metrics as {name{labels}: value}, summed over its workers (each
+    worker serves its own, on listen.http + worker index)."""
     out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            with contextlib.suppress(ValueError):
-                out[name] = float(value)
+    for port in ports:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                with contextlib.suppress(ValueError):
+                    out[name] = out.get(name, 0.0) + float(value)
     return out
 
 
@@ -150,12 +152,14 @@ class Run:
         )
         cmd = [*agi_bridge_command(), "--log-level", self.args.bridge_log_level, "serve"]
         cmd += ["-c", str(cfg)]
-        if self.args.workers is not None:
+        if self.args.workers:  # 0: leave it out (a version without --workers)
             cmd += ["--workers", str(self.args.workers)]
         with (self.dir / "bridge.log").open("ab") as out:
             env = {**os.environ, rig.KEY_ENV: "bench-simulator-key"}
             bridge = await self.procs.spawn(*cmd, stdout=out, stderr=out, env=env)
-        await wait_port(ports["http"], bridge)
+        self.http_ports = [ports["http"] + i for i in range(self.args.workers or 1)]
+        for port in self.http_ports:
+            await wait_port(port, bridge)
         return bridge, ports
 
     def speech(self, asterisk: harness.Asterisk) -> tuple[str, list[str]]:
@@ -190,10 +194,10 @@ class Run:
             )
             await asyncio.sleep(self.args.stagger)
 
-    async def wait_active(self, http_port: int, timeout: float) -> float:
+    async def wait_active(self, timeout: float) -> float:
         started = time.monotonic()
         while True:
-            active = metrics(http_port).get("agi_bridge_active_calls", 0)
+            active = metrics(self.http_ports).get("agi_bridge_active_calls", 0)
             if active >= self.n:
                 return time.monotonic() - started
             if time.monotonic() - started > timeout:
@@ -223,7 +227,7 @@ class Run:
             ami = await self.ami_login()
             t_ramp = time.monotonic()
             await self.originate(ami, talk, leads)
-            await self.wait_active(ports["http"], 30 + n * 0.3)
+            await self.wait_active(30 + n * 0.3)
             ramp_s = time.monotonic() - t_ramp
             print(
                 f"N={n}: all calls up after {ramp_s:.1f} s; warm-up {args.warmup:g} s", flush=True
@@ -255,13 +259,13 @@ class Run:
             load_during = rig.loadavg()
             await asyncio.to_thread(capture.stop)
             rtp_dest = self.rtp_destinations(asterisk)
-            live = metrics(ports["http"]).get("agi_bridge_active_calls", 0)
+            live = metrics(self.http_ports).get("agi_bridge_active_calls", 0)
             # hang up: the late/skipped counters of a call are added when it ends
             await ami.action(
                 "Hangup", Channel="/^PJSIP\\/bench-loop-out-/", timeout=10, check=False
             )
-            await self.wait_ended(ports["http"], 30)
-            final = metrics(ports["http"])
+            await self.wait_ended(30)
+            final = metrics(self.http_ports)
             after = rig.sample_tree(bridge.pid)
         finally:
             if capture is not None:
@@ -336,9 +340,9 @@ class Run:
                     ports.add(int(addr.rsplit(":", 1)[1]))
         return ports
 
-    async def wait_ended(self, http_port: int, timeout: float) -> None:
+    async def wait_ended(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while metrics(http_port).get("agi_bridge_active_calls", 0) > 0:
+        while metrics(self.http_ports).get("agi_bridge_active_calls", 0) > 0:
             if time.monotonic() > deadline:
                 print("WARNING: calls still live at the bridge after the hang-up", flush=True)
                 return
@@ -468,7 +472,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--warmup", type=float, default=3.0)
     p.add_argument("--stagger", type=float, default=0.05)
-    p.add_argument("--workers", type=int, default=None, help="agi-bridge serve --workers")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="agi-bridge serve --workers (default 1; 0: do not pass the option)",
+    )
     p.add_argument("--max-other-load", type=float, default=DISTURBED_PCT)
     p.add_argument("--bridge-log-level", default="INFO")
     p.add_argument("--json")
