@@ -226,8 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--loop",
         choices=("auto", "uvloop", "asyncio"),
-        default="auto",
-        help="event loop (auto: uvloop when installed, the 'fast' extra)",
+        default="asyncio",
+        help="event loop (default asyncio; uvloop: the 'fast' extra, see bench/README.md;"
+        " auto: uvloop when installed)",
     )
     p.add_argument(
         "--workers",

@@ -1,9 +1,11 @@
-"""Which asyncio event loop runs the bridge: uvloop when it is installed, else asyncio's.
+"""Which event loop runs the bridge (``serve --loop``): asyncio's (the default) or uvloop.
 
 uvloop (libuv, Cython) does a socket round, a timer and a task step in fewer Python-level
-instructions than asyncio's selector loop; the bridge's per-call work is mostly exactly
-that (bench/README.md has the measured difference). It is an optional dependency
-(``pip install 'agi-bridge[fast]'``): without it everything works the same, only slower.
+instructions than asyncio's selector loop. Measured here (bench/README.md, "Levers") it
+saved about 6 % of the bridge's CPU at 100 calls, within the noise of the shared machine,
+while libuv's whole-millisecond timers add up to 1 ms of jitter to every 20 ms deadline
+(agi_bridge/ticker.py pads them so that none fires early). That does not pay for a
+default, so it is opt-in: ``pip install 'agi-bridge[fast]'`` and ``--loop uvloop``.
 """
 
 from __future__ import annotations

@@ -154,6 +154,8 @@ class Run:
         cmd += ["-c", str(cfg)]
         if self.args.workers:  # 0: leave it out (a version without --workers)
             cmd += ["--workers", str(self.args.workers)]
+        if self.args.loop:
+            cmd += ["--loop", self.args.loop]
         with (self.dir / "bridge.log").open("ab") as out:
             env = {**os.environ, rig.KEY_ENV: "bench-simulator-key"}
             bridge = await self.procs.spawn(*cmd, stdout=out, stderr=out, env=env)
@@ -478,6 +480,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="agi-bridge serve --workers (default 1; 0: do not pass the option)",
     )
+    p.add_argument("--loop", default="", help="agi-bridge serve --loop (default: its own)")
     p.add_argument("--max-other-load", type=float, default=DISTURBED_PCT)
     p.add_argument("--bridge-log-level", default="INFO")
     p.add_argument("--json")

@@ -694,9 +694,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--retries", type=int, default=2, help="re-measurements of a disturbed N (2)")
     p.add_argument(
         "--loop",
-        default="auto",
+        default="asyncio",
         choices=("auto", "uvloop", "asyncio"),
-        help="the bridge's event loop (auto: uvloop when installed)",
+        help="the bridge's event loop (as agi-bridge serve --loop; default asyncio)",
     )
     p.add_argument(
         "--pin-bridge",

@@ -226,7 +226,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--log-file", help="default: stderr")
     p.add_argument("--records-dir", help="where call records go (default: records off)")
-    p.add_argument("--loop", default="auto", help="auto | uvloop | asyncio")
+    p.add_argument("--loop", default="asyncio", help="asyncio | uvloop | auto")
     p.add_argument("--grace", type=float, default=2.0, help="seconds for live calls at quit")
     return p.parse_args(argv)
 
