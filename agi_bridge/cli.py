@@ -194,7 +194,12 @@ def _serve_command(args: argparse.Namespace) -> int:
     from agi_bridge import eventloop, workers
 
     cfg = _load(args.config)
-    count = args.workers if args.workers is not None else workers.default_workers(cfg)
+    if args.workers == "auto":
+        count = workers.default_workers(cfg)
+    elif args.workers.isdigit():
+        count = int(args.workers)
+    else:
+        raise ConfigError(f"--workers {args.workers!r}: a number or 'auto'")
     workers.check(cfg, count)
     if args.worker_index is not None:
         worker_cfg = workers.worker_config(cfg, args.worker_index, count)
@@ -232,9 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--workers",
-        type=int,
-        help="bridge processes sharing the FastAGI port (default: one per core;"
-        " 1 when listen.fastagi has port 0)",
+        default="1",
+        help="bridge processes sharing the FastAGI port: a number, or 'auto' (one per core;"
+        " 1 when listen.fastagi has port 0). Default 1: /metrics, /healthz and the admin"
+        " API are per worker (listen.http + index)",
     )
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
 

@@ -47,7 +47,8 @@ POLL_S = 0.2
 
 
 def default_workers(cfg: Config) -> int:
-    """Cores, or 1 when the FastAGI port is ephemeral (workers cannot share port 0)."""
+    """``--workers auto``: cores, or 1 when the FastAGI port is ephemeral (workers cannot
+    share port 0)."""
     if split_hostport(cfg.listen.fastagi)[1] == 0:
         return 1
     return os.cpu_count() or 1
