@@ -154,10 +154,16 @@ class Bridge:
     def audiosocket_address(self, local_host: str) -> str:
         """Where Asterisk must connect the AudioSocket of a call registered over a FastAGI
         connection that reached us at ``local_host`` (told to the dialplan as
-        AGI_BRIDGE_AUDIOSOCKET): this process's listener, at the configured host, or at
-        the address Asterisk used for FastAGI when the listener is on every address."""
+        AGI_BRIDGE_AUDIOSOCKET): this process's listener, at ``listen.audiosocket_advertise``,
+        the configured host, or the address Asterisk used for FastAGI when the listener is
+        on every address. "" when advertising is off."""
+        advertise = self.config.listen.audiosocket_advertise
+        if advertise == "off":
+            return ""
         host, _ = split_hostport(self.config.listen.audiosocket)
-        if host in ("", "0.0.0.0", "::"):
+        if advertise:
+            host = advertise
+        elif host in ("", "0.0.0.0", "::"):
             host = local_host
         port = self.audiosocket.port
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

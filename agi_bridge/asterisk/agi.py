@@ -359,7 +359,9 @@ class _Session:
         try:
             if server.advertise is not None:
                 local = self.writer.get_extra_info("sockname")
-                await self._set(AUDIOSOCKET_VARIABLE, server.advertise(str(local[0])))
+                address = server.advertise(str(local[0]))
+                if address:  # "" = not told: the dialplan uses its own settings
+                    await self._set(AUDIOSOCKET_VARIABLE, address)
             await self._set(UUID_VARIABLE, call_id)
             if agent:
                 await self._set(AGENT_VARIABLE, agent)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
 import signal
@@ -191,3 +192,32 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.mark.parametrize(
+    ("listen_host", "advertise", "told"),
+    [
+        ("127.0.0.1", "", "127.0.0.1:{port}"),  # the listen host
+        ("0.0.0.0", "", "127.0.0.1:{port}"),  # wildcard: where Asterisk reached FastAGI
+        ("127.0.0.1", "pbx-side.example", "pbx-side.example:{port}"),  # behind NAT
+        ("127.0.0.1", "off", None),  # not told: the dialplan's own settings
+    ],
+)
+async def test_the_fastagi_answer_tells_this_process_audiosocket_address(
+    listen_host: str, advertise: str, told: str | None
+) -> None:
+    from agi_bridge.app import Bridge
+    from tests.integration.helpers import config
+
+    cfg = config("")
+    cfg = dataclasses.replace(
+        cfg,
+        listen=dataclasses.replace(
+            cfg.listen, audiosocket=f"{listen_host}:0", audiosocket_advertise=advertise
+        ),
+    )
+    async with Bridge(cfg) as bridge:
+        variables = await agi_request(bridge.fastagi.port)
+        expected = told.format(port=bridge.audiosocket.port) if told else None
+        assert variables.get("AGI_BRIDGE_AUDIOSOCKET") == expected
+        assert variables["AGI_BRIDGE_UUID"]
