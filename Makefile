@@ -4,8 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= examples/agi-bridge.yaml
 
-.PHONY: install test-env test test-unit lint run demo simulate bench soak clean up down logs smoke \
-	docker-engine docker-engine-stop
+.PHONY: install test-env test test-unit lint run demo simulate bench bench-asterisk soak clean \
+	up down logs smoke docker-engine docker-engine-stop
 
 install: $(VENV)/.installed
 
@@ -56,6 +56,12 @@ SOAK_CALLS ?= 20
 SOAK_MINUTES ?= 10
 soak: install
 	$(BIN)/python bench/soak.py --calls $(SOAK_CALLS) --minutes $(SOAK_MINUTES)
+
+# Through the real Asterisk (chroot, fixed ports: under the e2e lock). CALLS=1,10,30,100,200
+CALLS   ?= 1,10
+SECONDS ?= 20
+bench-asterisk: install test-env
+	flock /tmp/agi-e2e.lock $(BIN)/python bench/bench_asterisk.py --calls $(CALLS) --seconds $(SECONDS) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -92,6 +92,7 @@ class Bridge:
         ami: CallAmi | None = None,
         observers: tuple[Observer, ...] = (),
         simulator_scenario: Any = None,
+        reuse_fastagi_port: bool = False,
     ) -> None:
         self.config = config
         self._connect = connect
@@ -127,6 +128,8 @@ class Bridge:
             ),
             secret=config.agi_secret(),
             outcomes=self.outcomes,
+            advertise=self.audiosocket_address,
+            reuse_port=reuse_fastagi_port,
         )
         host, port = split_hostport(config.listen.audiosocket)
         self.audiosocket = AudioSocketServer(
@@ -225,6 +228,23 @@ class Bridge:
             )
         log.info("channel %s dnid=%s: agent %r (%s)", request.channel, request.dnid, name, why)
         return name
+
+    def audiosocket_address(self, local_host: str) -> str:
+        """Where Asterisk must connect the AudioSocket of a call registered over a FastAGI
+        connection that reached us at ``local_host`` (told to the dialplan as
+        AGI_BRIDGE_AUDIOSOCKET): this process's listener, at ``listen.audiosocket_advertise``,
+        the configured host, or the address Asterisk used for FastAGI when the listener is
+        on every address. "" when advertising is off."""
+        advertise = self.config.listen.audiosocket_advertise
+        if advertise == "off":
+            return ""
+        host, _ = split_hostport(self.config.listen.audiosocket)
+        if advertise:
+            host = advertise
+        elif host in ("", "0.0.0.0", "::"):
+            host = local_host
+        port = self.audiosocket.port
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     @property
     def active_calls(self) -> int:

@@ -12,6 +12,7 @@ barge-in (ARCHITECTURE rule 6) — not wall time since the first delta.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -165,11 +166,13 @@ class Pacer:
         *,
         interval: float = FRAME_MS / 1000,
         max_burst: int = 5,
+        t0: float | None = None,
     ) -> None:
         self._clock = clock
         self.interval = interval
         self.max_burst = max_burst
-        self.t0 = clock()
+        # the first deadline: now, or a shared tick's grid (agi_bridge/ticker.py)
+        self.t0 = clock() if t0 is None else t0
         self._n = 0  # frames released so far
         self.late_frames = 0  # frames released after their deadline + one interval
         self.skipped_frames = 0  # frames never sent because of a re-anchor
@@ -182,11 +185,13 @@ class Pacer:
     def next_deadline(self) -> float:
         return self.t0 + self._n * self.interval
 
-    def due(self) -> int:
-        """How many frames to release now; the caller must release exactly that many."""
-        now = self._clock()
+    def due(self, now: float | None = None) -> int:
+        """How many frames to release now (``now``: a clock reading the caller already
+        has); the caller must release exactly that many."""
+        if now is None:
+            now = self._clock()
         # the epsilon keeps a wake-up exactly on a deadline from rounding to the frame before
-        behind = int((now - self.t0) / self.interval + 1e-6) - self._n + 1
+        behind = math.floor((now - self.t0) / self.interval + 1e-6) - self._n + 1
         if behind <= 0:
             return 0
         if behind > self.max_burst:

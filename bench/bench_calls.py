@@ -272,7 +272,7 @@ class BridgeProcess:
 
     @classmethod
     async def start(
-        cls, procs: Processes, sim_url: str, log_file: Path, log_level: str
+        cls, procs: Processes, sim_url: str, log_file: Path, log_level: str, loop: str
     ) -> BridgeProcess:
         runner = BENCH_DIR / "bridge_runner.py"
         with log_file.open("ab") as err:
@@ -287,6 +287,8 @@ class BridgeProcess:
                 log_level,
                 "--records-dir",
                 str(log_file.parent / "records"),
+                "--loop",
+                loop,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=err,
@@ -436,7 +438,9 @@ async def run_n(
     try:
         await wait_port(port, sim)
         sim_url = f"ws://{HOST}:{port}/v1/realtime"
-        bridge = await BridgeProcess.start(procs, sim_url, bridge_log, args.bridge_log_level)
+        bridge = await BridgeProcess.start(
+            procs, sim_url, bridge_log, args.bridge_log_level, args.loop
+        )
         if args.pin_bridge:
             # the bridge alone on the last CPU; simulator and callers on the others
             cpus = set(range(NCPU))
@@ -735,6 +739,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "which the window counts as disturbed and N is measured again (35)",
     )
     p.add_argument("--retries", type=int, default=None, help="re-measurements of a disturbed N (2)")
+    p.add_argument(
+        "--loop",
+        default="asyncio",
+        choices=("auto", "uvloop", "asyncio"),
+        help="the bridge's event loop (as agi-bridge serve --loop; default asyncio)",
+    )
     p.add_argument(
         "--pin-bridge",
         action="store_true",

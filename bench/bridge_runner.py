@@ -46,6 +46,8 @@ from agi_bridge import cli
 from agi_bridge.app import Bridge
 from agi_bridge.call import Call
 from agi_bridge.config import Config, Listen, load_text
+from agi_bridge.eventloop import name as loop_name
+from agi_bridge.eventloop import run as run_loop
 from agi_bridge.realtime import connector
 from agi_bridge.samples import Samples
 
@@ -236,6 +238,7 @@ async def main(args: argparse.Namespace) -> None:
             "pid": os.getpid(),
             "audiosocket_port": bridge.audiosocket.port,
             "fastagi_port": bridge.fastagi.port,
+            "loop": loop_name(),
         }
     )
     try:
@@ -272,12 +275,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--log-file", help="default: stderr")
     p.add_argument("--records-dir", help="where call records go (default: records off)")
+    p.add_argument("--loop", default="asyncio", help="asyncio | uvloop | auto")
     p.add_argument("--grace", type=float, default=2.0, help="seconds for live calls at quit")
     return p.parse_args(argv)
 
 
 if __name__ == "__main__":
     try:
-        asyncio.run(main(parse_args()))
+        args = parse_args()
+        run_loop(main(args), args.loop)
     except KeyboardInterrupt:
         sys.exit(130)

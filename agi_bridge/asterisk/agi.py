@@ -4,12 +4,15 @@ Only a UUID crosses AudioSocket, so the dialplan first runs this FastAGI script:
 
     same => n,AGI(agi://BRIDGE:4573/agent,AGENTNAME)      ; or agi://BRIDGE:4573/agent?name=AGENTNAME
     same => n,GotoIf($["${AGI_BRIDGE_UUID}" = ""]?fallback)
-    same => n,AudioSocket(${AGI_BRIDGE_UUID},BRIDGE:9092)
+    same => n,AudioSocket(${AGI_BRIDGE_UUID},${AGI_BRIDGE_AUDIOSOCKET})
 
 For each connection the server reads the environment, picks the agent, creates a fresh
 UUID, registers the call metadata in :class:`PendingCalls` *before* answering (so the
-AudioSocket connection that follows can always claim it), sets ``AGI_BRIDGE_UUID`` (and
-``AGI_BRIDGE_AGENT``) on the channel and closes the connection, which returns the channel
+AudioSocket connection that follows can always claim it), sets ``AGI_BRIDGE_AUDIOSOCKET``
+(the host:port of *this* process's AudioSocket listener: with ``serve --workers N`` the
+registration and the audio of a call must meet in the same process, and with several
+bridge hosts on the same one), ``AGI_BRIDGE_UUID`` (and ``AGI_BRIDGE_AGENT``) on the
+channel and closes the connection, which returns the channel
 to the dialplan. Anything unexpected is logged and ends that connection only; nothing is
 registered unless ``AGI_BRIDGE_UUID`` is being set.
 """
@@ -36,6 +39,7 @@ from agi_bridge.protocol import agi as proto
 
 __all__ = [
     "AGENT_VARIABLE",
+    "AUDIOSOCKET_VARIABLE",
     "SCRIPT",
     "UUID_VARIABLE",
     "CallMetadata",
@@ -53,6 +57,7 @@ STATUS_SCRIPT = "status"
 STATUS_VARIABLE = "AGI_BRIDGE_STATUS"
 UUID_VARIABLE = "AGI_BRIDGE_UUID"
 AGENT_VARIABLE = "AGI_BRIDGE_AGENT"
+AUDIOSOCKET_VARIABLE = "AGI_BRIDGE_AUDIOSOCKET"
 _READ_SIZE = 4096
 
 
@@ -91,6 +96,8 @@ class FastAgiServer:
         secret: str = "",
         script: str = SCRIPT,
         outcomes: CallOutcomes | None = None,
+        advertise: Callable[[str], str] | None = None,
+        reuse_port: bool = False,
     ) -> None:
         self.pending = pending
         self.host = host
@@ -109,6 +116,10 @@ class FastAgiServer:
         self.script = script
         self.outcomes = outcomes if outcomes is not None else CallOutcomes()
         self.refusing = ""  # why new calls are refused ("" = accepting)
+        # local address of the AGI connection -> "host:port" of our AudioSocket listener
+        self.advertise = advertise
+        # several worker processes share the FastAGI port; the kernel spreads connections
+        self.reuse_port = reuse_port
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._throttle = Throttle(log)
@@ -139,7 +150,11 @@ class FastAgiServer:
         if self._server is not None:
             raise RuntimeError("FastAgiServer already started")
         self._server = await asyncio.start_server(
-            self._on_connection, self.host, self._port, reuse_address=True
+            self._on_connection,
+            self.host,
+            self._port,
+            reuse_address=True,
+            reuse_port=self.reuse_port or None,
         )
         log.info("FastAGI listening on %s:%d (script %r)", self.host, self.port, self.script)
         log.info(
@@ -286,6 +301,11 @@ class _Session:
             await self._say("agi_bridge: too many pending calls, call refused")
             raise _Refused
         try:
+            if server.advertise is not None:
+                local = self.writer.get_extra_info("sockname")
+                address = server.advertise(str(local[0]))
+                if address:  # "" = not told: the dialplan uses its own settings
+                    await self._set(AUDIOSOCKET_VARIABLE, address)
             await self._set(UUID_VARIABLE, call_id)
             if agent:
                 await self._set(AGENT_VARIABLE, agent)

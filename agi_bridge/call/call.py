@@ -31,6 +31,7 @@ from agi_bridge.call.caller_input import CallerInput
 from agi_bridge.call.conversation import Conversation, Emit, EndCall, FlushMedia, Output, RunTool
 from agi_bridge.call.dtmf import DtmfGate
 from agi_bridge.call.events import OUTCOMES, TRANSITIONS, EndReason, Observer, State
+from agi_bridge.call.playout_pump import PlayoutPump
 from agi_bridge.call.ports import (
     CallIdentity,
     ChannelControl,
@@ -71,7 +72,7 @@ class IllegalTransition(BridgeError):
     pass
 
 
-class Call(CallActions, CallerInput):
+class Call(CallActions, CallerInput, PlayoutPump):
     def __init__(
         self,
         identity: CallIdentity,
@@ -406,48 +407,6 @@ class Call(CallActions, CallerInput):
                         return
                 else:
                     await self._provider.send(out)
-
-    # --------------------------------------------------------------------- playout
-
-    async def _pump_playout(self) -> None:
-        pacer = self._pacer = Pacer(self._clock)
-        playout = self.conversation.playout
-        on_released = self.conversation.on_released
-        send = self._media.send_frame
-        needs_silence = self._media.needs_silence
-        clock = self._clock
-        frame_times = self.stats.frame_times
-        while True:
-            for _ in range(pacer.due()):
-                released = playout.next_frame()
-                if needs_silence or not released.silent:
-                    send(released.pcm)
-                if self.recorder is not None:
-                    pcm = released.pcm
-                    self.recorder.agent_frame(
-                        audio.ulaw_to_slin(pcm) if self._ulaw_port else pcm, pacer.skipped_frames
-                    )
-                now = clock()
-                frame_times.append(now)
-                outputs = on_released(released, now)
-                if outputs:
-                    await self._apply(outputs, quiet=True)
-                if not playout.audible:
-                    self._drained.set()
-            delay = pacer.next_deadline - clock()
-            await asyncio.sleep(delay if delay > 0 else 0)
-
-    async def wait_drained(self, timeout: float) -> bool:
-        """Wait until every queued agent frame has been released to Asterisk."""
-        playout = self.conversation.playout
-        try:
-            async with asyncio.timeout(timeout):
-                while playout.audible:
-                    self._drained.clear()
-                    await self._drained.wait()
-        except TimeoutError:
-            return False
-        return True
 
     # ----------------------------------------------------------------------- tools
 

@@ -82,8 +82,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_global_flags(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("serve", help="run the bridge (AudioSocket + FastAGI + AMI)")
+    p = sub.add_parser("serve", help="run the bridge (AudioSocket + FastAGI + AMI, ARI)")
     p.add_argument("-c", "--config", help="YAML config file (default: built-in defaults)")
+    p.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default="asyncio",
+        help="event loop (default asyncio; uvloop: the 'fast' extra, see bench/README.md;"
+        " auto: uvloop when installed)",
+    )
+    p.add_argument(
+        "--workers",
+        default="1",
+        help="bridge processes sharing the FastAGI port: a number, or 'auto' (one per core;"
+        " 1 when listen.fastagi has port 0). Default 1: /metrics, /healthz and the admin"
+        " API are per worker (listen.http + index)",
+    )
+    p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
 
     p = sub.add_parser("simulate", help="run the local Realtime-protocol simulator (test double)")
     p.add_argument("--host", default="127.0.0.1")
@@ -138,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
     from agi_bridge.cli import run
 
     if args.command == "serve":
-        asyncio.run(run.serve(_load(args.config)))
+        return run.serve_command(args, _load(args.config))
     elif args.command == "simulate":
         asyncio.run(run.simulate(args.host, args.port, args.scenario))
     elif args.command == "demo":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import errno
@@ -29,9 +30,12 @@ def listeners(cfg: Config) -> list[tuple[str, str]]:
     return out
 
 
-def check_listeners(cfg: Config) -> None:
-    """ConfigError naming the setting when a listener's port is taken (before starting)."""
+def check_listeners(cfg: Config, *, shared_fastagi: bool = False) -> None:
+    """ConfigError naming the setting when a listener's port is taken (before starting).
+    ``shared_fastagi``: a worker shares the FastAGI port with its siblings (SO_REUSEPORT)."""
     for setting, value in listeners(cfg):
+        if shared_fastagi and setting == "listen.fastagi":
+            continue
         host, port = split_hostport(value)
         check_free(host, port, setting)
 
@@ -77,14 +81,44 @@ async def _explain_unhealthy(cfg: Config, ami: Any) -> None:
     )
 
 
-async def serve(cfg: Config) -> None:
-    from agi_bridge.app import Bridge
+def serve_command(args: argparse.Namespace, cfg: Config) -> int:
+    """One process, a worker of a supervisor, or the supervisor of N workers."""
+    from agi_bridge import eventloop, workers
 
-    check_listeners(cfg)
+    if args.workers == "auto":
+        count = workers.default_workers(cfg)
+    elif args.workers.isdigit():
+        count = int(args.workers)
+    else:
+        raise ConfigError(f"--workers {args.workers!r}: a number or 'auto'")
+    workers.check(cfg, count)
+    if args.worker_index is not None:
+        worker_cfg = workers.worker_config(cfg, args.worker_index, count)
+        eventloop.run(serve(worker_cfg, f"{args.worker_index}/{count}"), args.loop)
+    elif count == 1:
+        eventloop.run(serve(cfg), args.loop)
+    else:
+
+        def command(index: int) -> list[str]:
+            cmd = [sys.executable, "-m", "agi_bridge", "--log-format", args.log_format]
+            cmd += ["--log-level", args.log_level] if args.log_level else []
+            cmd += ["serve", "--loop", args.loop, "--workers", str(count)]
+            cmd += ["-c", args.config] if args.config else []
+            return [*cmd, "--worker-index", str(index)]
+
+        return workers.Supervisor(command, count).run()
+    return 0
+
+
+async def serve(cfg: Config, worker: str = "") -> None:
+    from agi_bridge.app import Bridge
+    from agi_bridge.eventloop import name as loop_name
+
+    check_listeners(cfg, shared_fastagi=bool(worker))
     warn_about_ami(cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    bridge = Bridge(cfg)
+    bridge = Bridge(cfg, reuse_fastagi_port=bool(worker))
 
     def on_signal() -> None:
         if stop.is_set():
@@ -104,7 +138,13 @@ async def serve(cfg: Config) -> None:
             raise
         raise explained from None
     try:
-        log.info("agi-bridge %s ready (config %s)", __version__, cfg.source or "built-in")
+        log.info(
+            "agi-bridge %s ready (config %s, %s event loop%s)",
+            __version__,
+            cfg.source or "built-in",
+            loop_name(),
+            f", worker {worker}" if worker else "",
+        )
         hint = asyncio.create_task(_explain_unhealthy(cfg, bridge.ami))
         await stop.wait()
         hint.cancel()

@@ -45,6 +45,11 @@ class Listen:
     # dialplan falls back; nobody who merely reaches the port gets a model session) or
     # "default_agent" (trust the port: the demo's virtual caller, tests, a firewalled lab).
     audiosocket_unregistered: Literal["refuse", "default_agent"] = "refuse"
+    # The host Asterisk must use for this process's AudioSocket listener, told with each
+    # FastAGI answer (AGI_BRIDGE_AUDIOSOCKET, with the port of this worker): "" = the
+    # address Asterisk's FastAGI connection arrived at (or the listen host if it is not a
+    # wildcard); a host name/IP behind NAT; "off" = not told (the dialplan's settings).
+    audiosocket_advertise: str = ""
 
 
 @dataclass(frozen=True)

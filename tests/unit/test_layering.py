@@ -176,6 +176,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "call",
         (
             "call",
+            "ticker",
             "providers",
             "realtime",
             "live_connection",
@@ -186,7 +187,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ),
     ("edges", ("transports", "records", "metrics", "monitoring", "realtime_health", "admin")),
     ("app", ("app",)),
-    ("commands", ("check", "outbound", "ivrtest", "cli", "__main__")),
+    ("commands", ("check", "outbound", "ivrtest", "cli", "__main__", "eventloop", "workers")),
 ]
 # Observers see a call through call.events only; transports implement call.ports only.
 NARROW: dict[tuple[str, ...], tuple[str, ...]] = {

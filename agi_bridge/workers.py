@@ -1,0 +1,190 @@
+"""``agi-bridge serve --workers N``: N bridge processes on one host, one supervisor.
+
+One Python process runs on one core. To use every core without breaking call identity
+(the FastAGI registration of a call and its AudioSocket connection must meet in the
+same process), each worker is a whole Bridge with:
+
+- the FastAGI port shared with the other workers (SO_REUSEPORT: the kernel hands each
+  new connection to one of the listening workers, no proxy in the call path);
+- its own AudioSocket port, ``listen.audiosocket`` + worker index. The worker that
+  registered a call tells the dialplan that address in ``AGI_BRIDGE_AUDIOSOCKET``
+  (asterisk/agi.py), so the audio goes to the process that knows the call;
+- its own HTTP port (/metrics, /healthz, admin), ``listen.http`` + worker index: each
+  worker is one scrape target (a shared port would answer from a random worker);
+- ``limits.max_calls`` divided between the workers (rounded up).
+
+The supervisor (this module, no event loop) starts the workers, restarts one that exits
+(with a growing delay if it keeps dying at start-up), forwards SIGTERM/SIGINT to all of
+them, waits for their calls to finish, and exits 0. A worker dies with its supervisor
+(PR_SET_PDEATHSIG), so a killed supervisor leaves no orphan listening on the ports.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import dataclasses
+import logging
+import math
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+from agi_bridge.config import Config, split_hostport
+from agi_bridge.errors import ConfigError
+
+log = logging.getLogger("agi_bridge.workers")
+
+RESTART_DELAY_S = 1.0
+MAX_RESTART_DELAY_S = 30.0
+STABLE_AFTER_S = 10.0  # a worker that ran this long before exiting restarts at once
+STOP_TIMEOUT_S = 60.0  # live calls get this long after SIGTERM (then SIGKILL)
+POLL_S = 0.2
+
+
+def default_workers(cfg: Config) -> int:
+    """``--workers auto``: cores, or 1 when the FastAGI port is ephemeral (workers cannot
+    share port 0)."""
+    if split_hostport(cfg.listen.fastagi)[1] == 0:
+        return 1
+    return os.cpu_count() or 1
+
+
+def check(cfg: Config, workers: int) -> None:
+    if workers < 1:
+        raise ConfigError(f"--workers {workers}: must be at least 1")
+    if workers > 1 and split_hostport(cfg.listen.fastagi)[1] == 0:
+        raise ConfigError(
+            f"{cfg.source or 'config'}: listen.fastagi {cfg.listen.fastagi!r}: --workers"
+            f" {workers} needs a fixed FastAGI port (the workers share it)"
+        )
+
+
+def _shift(hostport: str, index: int) -> str:
+    if not hostport:
+        return hostport
+    host, port = split_hostport(hostport)
+    if port == 0:
+        return hostport  # ephemeral stays ephemeral (the AGI answer tells the real one)
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port + index}"
+
+
+def worker_config(cfg: Config, index: int, count: int) -> Config:
+    """The config of worker ``index`` of ``count`` (see the module docstring)."""
+    listen = dataclasses.replace(
+        cfg.listen,
+        audiosocket=_shift(cfg.listen.audiosocket, index),
+        http=_shift(cfg.listen.http, index),
+    )
+    limits = dataclasses.replace(cfg.limits, max_calls=math.ceil(cfg.limits.max_calls / count))
+    return dataclasses.replace(cfg, listen=listen, limits=limits)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class Supervisor:
+    """Runs ``command(index)`` for each of ``count`` workers until told to stop."""
+
+    def __init__(
+        self,
+        command: Callable[[int], Sequence[str]],
+        count: int,
+        *,
+        stop_timeout: float = STOP_TIMEOUT_S,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.command = command
+        self.count = count
+        self.stop_timeout = stop_timeout
+        self.env = env
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * count
+        self.started_at = [0.0] * count
+        self.delay = [RESTART_DELAY_S] * count
+        self.restart_at = [0.0] * count
+        self.restarts = 0
+        self._stop = threading.Event()
+        self.signal_received: int | None = None
+
+    def _start(self, index: int) -> None:
+        proc = subprocess.Popen(
+            list(self.command(index)),
+            env=self.env,
+            preexec_fn=_die_with_parent,  # the parent has no threads: preexec_fn is safe
+        )
+        self.procs[index] = proc
+        self.started_at[index] = time.monotonic()
+        log.info("worker %d started (pid %d)", index, proc.pid)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.signal_received = signum
+        self._stop.set()
+
+    def stop(self) -> None:
+        """Ask ``run`` to stop (as SIGTERM does)."""
+        self._stop.set()
+
+    def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        log.info("supervising %d workers (pid %d)", self.count, os.getpid())
+        for i in range(self.count):
+            self._start(i)
+        try:
+            while not self._stop.wait(POLL_S):
+                self._check_workers()
+        finally:
+            self._stop_all()
+        return 0
+
+    def _check_workers(self) -> None:
+        now = time.monotonic()
+        for i, proc in enumerate(self.procs):
+            if proc is None:
+                if now >= self.restart_at[i]:
+                    self._start(i)
+                continue
+            rc = proc.poll()
+            if rc is None:
+                continue
+            ran = now - self.started_at[i]
+            # a worker that keeps dying at start-up (port taken, bad config) waits longer
+            self.delay[i] = (
+                RESTART_DELAY_S
+                if ran >= STABLE_AFTER_S
+                else min(self.delay[i] * 2, MAX_RESTART_DELAY_S)
+            )
+            wait = 0.0 if ran >= STABLE_AFTER_S else self.delay[i]
+            log.error(
+                "worker %d (pid %d) exited with status %s after %.1f s: restarting in %.1f s",
+                i,
+                proc.pid,
+                rc,
+                ran,
+                wait,
+            )
+            self.procs[i] = None
+            self.restart_at[i] = now + wait
+            self.restarts += 1
+
+    def _stop_all(self) -> None:
+        live = [p for p in self.procs if p is not None and p.poll() is None]
+        log.info("stopping %d workers (their live calls get %.0f s)", len(live), self.stop_timeout)
+        for proc in live:
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout
+        for proc in live:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("worker pid %d still running: killing it", proc.pid)
+                proc.kill()
+                proc.wait()
+        log.info("all workers stopped")

@@ -1,0 +1,223 @@
+"""``agi-bridge serve --workers 2`` over real sockets: the supervisor, two worker
+processes sharing the FastAGI port, each with its own AudioSocket port; Asterisk's side
+played by the test (FastAGI request, then AudioSocket with the UUID at the address the
+bridge told), the Realtime side by the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import re
+import signal
+import socket
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from agi_bridge.simulator import Simulator
+from agi_bridge.virtual_caller import VirtualCaller
+from tests.integration.helpers import agi_request, until
+
+
+def free_ports(count: int) -> int:
+    """A base port such that base .. base+count-1 are all free (TCP, 127.0.0.1)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + count > 65535:
+            continue
+        ok = True
+        for port in range(base, base + count):
+            with socket.socket() as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no run of free ports")
+
+
+class Served:
+    def __init__(self, proc: asyncio.subprocess.Process, agi: int, audio: int, http: int):
+        self.proc, self.agi, self.audio, self.http = proc, agi, audio, http
+        self.lines: list[str] = []
+
+    def worker_pids(self) -> dict[int, int]:
+        """{worker index: pid of its latest start}, from the supervisor's log."""
+        out: dict[int, int] = {}
+        for line in self.lines:
+            m = re.search(r"worker (\d+) started \(pid (\d+)\)", line)
+            if m:
+                out[int(m[1])] = int(m[2])
+        return out
+
+    def ready(self) -> int:
+        return sum("ready" in line and "worker" in line for line in self.lines)
+
+
+@pytest.fixture
+async def served(simulator: Simulator, tmp_path: Path) -> AsyncIterator[Served]:
+    agi, audio, http = free_ports(1), free_ports(2), free_ports(2)
+    cfg = tmp_path / "bridge.yaml"
+    cfg.write_text(
+        f"""
+listen: {{audiosocket: "127.0.0.1:{audio}", fastagi: "127.0.0.1:{agi}",
+          http: "127.0.0.1:{http}"}}
+ami: {{enabled: false}}
+records: {{enabled: false}}
+realtime: {{provider: url, url: "{simulator.url}", connect_timeout_s: 5}}
+"""
+    )
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test"}  # any key: the simulator wants one
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agi_bridge",
+        "serve",
+        "-c",
+        str(cfg),
+        "--workers",
+        "2",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    s = Served(proc, agi, audio, http)
+
+    async def read_log() -> None:
+        assert proc.stderr is not None
+        while line := await proc.stderr.readline():
+            s.lines.append(line.decode(errors="replace"))
+
+    reader = asyncio.create_task(read_log())
+    try:
+        await until(lambda: s.ready() >= 2, timeout=30, what="two workers ready")
+        yield s
+    finally:
+        if proc.returncode is None:
+            proc.kill()  # the workers follow (PR_SET_PDEATHSIG)
+        await proc.wait()
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+            await asyncio.wait_for(reader, 10)
+
+
+async def call_through(s: Served) -> tuple[str, VirtualCaller]:
+    """One call as Asterisk places it; returns the AudioSocket address the bridge told."""
+    variables = await agi_request(s.agi)
+    address = variables["AGI_BRIDGE_AUDIOSOCKET"]
+    host, port = address.rsplit(":", 1)
+    caller = VirtualCaller(host, int(port), call_uuid=uuid.UUID(variables["AGI_BRIDGE_UUID"]))
+    await caller.connect()
+    return address, caller
+
+
+async def test_calls_meet_their_registration_in_either_worker(served: Served) -> None:
+    s = served
+    expected = {f"127.0.0.1:{s.audio}", f"127.0.0.1:{s.audio + 1}"}
+    seen: dict[str, list[VirtualCaller]] = {}
+    try:
+        # the kernel spreads FastAGI connections over both workers: call until both took one
+        for _ in range(64):
+            address, caller = await call_through(s)
+            seen.setdefault(address, []).append(caller)
+            if set(seen) == expected:
+                break
+        assert set(seen) == expected
+        callers = [c for group in seen.values() for c in group]
+        # every call was accepted by the worker that registered it: the greeting arrives
+        await until(
+            lambda: all(len(c.heard.pcm) > 8000 for c in callers), timeout=20, what="greetings"
+        )
+        assert not any(c.closed.is_set() for c in callers)
+    finally:
+        for group in seen.values():
+            for c in group:
+                await c.close()
+
+
+async def test_a_uuid_sent_to_the_other_worker_is_refused(served: Served) -> None:
+    s = served
+    for _ in range(64):
+        variables = await agi_request(s.agi)
+        if variables["AGI_BRIDGE_AUDIOSOCKET"] == f"127.0.0.1:{s.audio}":
+            break
+    wrong = VirtualCaller(
+        "127.0.0.1", s.audio + 1, call_uuid=uuid.UUID(variables["AGI_BRIDGE_UUID"])
+    )
+    await wrong.connect()
+    try:
+        async with asyncio.timeout(10):
+            await wrong.closed.wait()  # refused: worker 1 never registered this UUID
+        assert len(wrong.heard.pcm) == 0
+    finally:
+        await wrong.close()
+
+
+async def test_a_crashed_worker_is_restarted_and_sigterm_exits_0(served: Served) -> None:
+    s = served
+    before = s.worker_pids()
+    os.kill(before[1], signal.SIGKILL)
+    await until(lambda: s.worker_pids().get(1, before[1]) != before[1], timeout=20, what="restart")
+    await until(lambda: s.ready() >= 3, timeout=30, what="the new worker ready")
+    assert any("worker 1" in line and "exited with status -9" in line for line in s.lines)
+    # calls still work through both ports after the restart
+    for _ in range(64):
+        address, caller = await call_through(s)
+        try:
+            await until(lambda c=caller: len(c.heard.pcm) > 8000, timeout=20, what="greeting")
+        finally:
+            await caller.close()
+        if address.endswith(f":{s.audio + 1}"):
+            break
+    else:
+        pytest.fail("no call reached the restarted worker")
+    s.proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(30):
+        assert await s.proc.wait() == 0
+    pids = s.worker_pids().values()
+    await until(lambda: not any(_alive(p) for p in pids), timeout=10, what="workers gone")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    ("listen_host", "advertise", "told"),
+    [
+        ("127.0.0.1", "", "127.0.0.1:{port}"),  # the listen host
+        ("0.0.0.0", "", "127.0.0.1:{port}"),  # wildcard: where Asterisk reached FastAGI
+        ("127.0.0.1", "pbx-side.example", "pbx-side.example:{port}"),  # behind NAT
+        ("127.0.0.1", "off", None),  # not told: the dialplan's own settings
+    ],
+)
+async def test_the_fastagi_answer_tells_this_process_audiosocket_address(
+    listen_host: str, advertise: str, told: str | None
+) -> None:
+    from agi_bridge.app import Bridge
+    from tests.integration.helpers import config
+
+    cfg = config("")
+    cfg = dataclasses.replace(
+        cfg,
+        listen=dataclasses.replace(
+            cfg.listen, audiosocket=f"{listen_host}:0", audiosocket_advertise=advertise
+        ),
+    )
+    async with Bridge(cfg) as bridge:
+        variables = await agi_request(bridge.fastagi.port)
+        expected = told.format(port=bridge.audiosocket.port) if told else None
+        assert variables.get("AGI_BRIDGE_AUDIOSOCKET") == expected
+        assert variables["AGI_BRIDGE_UUID"]

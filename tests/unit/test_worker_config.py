@@ -1,0 +1,44 @@
+"""How ``serve --workers N`` splits one config between its workers (agi_bridge/workers.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agi_bridge.config import load_text
+from agi_bridge.errors import ConfigError
+from agi_bridge.workers import check, default_workers, worker_config
+
+
+def cfg(listen: str, max_calls: int = 100):  # type: ignore[no-untyped-def]
+    return load_text(f"listen: {listen}\nlimits: {{max_calls: {max_calls}}}\n", "w.yaml")
+
+
+def test_each_worker_gets_its_own_audiosocket_and_http_port_and_a_share_of_calls() -> None:
+    c = cfg('{audiosocket: "0.0.0.0:9092", fastagi: "0.0.0.0:4573", http: "127.0.0.1:8088"}', 5)
+    w1 = worker_config(c, 1, 2)
+    assert (w1.listen.audiosocket, w1.listen.http, w1.listen.fastagi) == (
+        "0.0.0.0:9093",
+        "127.0.0.1:8089",
+        "0.0.0.0:4573",  # shared (SO_REUSEPORT)
+    )
+    assert w1.limits.max_calls == 3  # 5 over 2 workers, rounded up
+    w0 = worker_config(c, 0, 2)
+    assert (w0.listen.audiosocket, w0.listen.http) == ("0.0.0.0:9092", "127.0.0.1:8088")
+
+
+def test_ephemeral_and_disabled_listeners_stay_so_and_ipv6_keeps_brackets() -> None:
+    c = cfg('{audiosocket: "[::1]:0", fastagi: "[::1]:4573", http: ""}')
+    w = worker_config(c, 3, 4)
+    assert (w.listen.audiosocket, w.listen.http) == ("[::1]:0", "")
+    c = cfg('{audiosocket: "[::1]:9092", fastagi: "[::1]:4573", http: ""}')
+    assert worker_config(c, 2, 4).listen.audiosocket == "[::1]:9094"
+
+
+def test_workers_need_a_fixed_fastagi_port() -> None:
+    c = cfg('{audiosocket: "127.0.0.1:0", fastagi: "127.0.0.1:0", http: ""}')
+    assert default_workers(c) == 1
+    check(c, 1)
+    with pytest.raises(ConfigError, match=r"w.yaml: listen.fastagi .*fixed FastAGI port"):
+        check(c, 2)
+    with pytest.raises(ConfigError, match="at least 1"):
+        check(c, 0)
