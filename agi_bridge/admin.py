@@ -11,11 +11,15 @@ Answers are JSON: ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}`` wit
 request), 401 (token), 404 (no such call), 409 (call not in conversation) or 502 (the
 Realtime session failed).
 
-Authentication: ``Authorization: Bearer TOKEN`` where TOKEN is the value of the
-environment variable named by ``admin.token_env`` (``AGI_BRIDGE_ADMIN_TOKEN``). When the
-variable is set, every request needs it. When it is not set, /admin is open, which is only
-allowed while the listener is bound to a loopback address: on any other address the
-bridge refuses to start (a ConfigError, also reported by ``agi-bridge check``).
+Authentication, always: ``Authorization: Bearer TOKEN``. TOKEN is the value of the
+environment variable named by ``admin.token_env`` (``AGI_BRIDGE_ADMIN_TOKEN``), else the
+content of ``admin.token_file``; when neither holds one, the bridge generates a token into
+that file (mode 0600) and logs where (never the token). An open admin interface on a
+non-loopback address without the variable is still refused at start-up (ConfigError).
+
+Browsers: a request whose ``Host`` is a name other than ``localhost`` or one of
+``admin.allowed_hosts`` (DNS rebinding), or whose ``Origin`` is not this very listener
+(a cross-site request), gets 403 before the token is even looked at.
 
 ``agi-bridge admin`` (``run_cli``) is a thin client of this API.
 """
@@ -24,25 +28,36 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import ipaddress
 import json
+import logging
 import os
+import secrets
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
-from agi_bridge.call import Call, CallNotActive
+from agi_bridge.call.events import CallNotActive, CallRegistry, LiveCall
 from agi_bridge.config import Config, Listen, is_loopback, split_hostport
 from agi_bridge.errors import BridgeError, ConfigError
 
-if TYPE_CHECKING:
-    from agi_bridge.app import Bridge
+__all__ = [
+    "add_admin_routes",
+    "admin_token",
+    "check_admin_auth",
+    "ensure_admin_token",
+    "host_allowed",
+    "run_cli",
+    "token_path",
+]
 
-__all__ = ["add_admin_routes", "admin_token", "check_admin_auth", "run_cli"]
+log = logging.getLogger(__name__)
 
 PREFIX = "/admin"
 MAX_TEXT_CHARS = 4_000  # an operator message
@@ -55,6 +70,91 @@ def admin_token(config: Config, env: Mapping[str, str] | None = None) -> str:
     """The admin token from the environment ("" when not set)."""
     env = os.environ if env is None else env
     return env.get(config.admin.token_env, "")
+
+
+def token_path(config: Config) -> Path:
+    return Path(config.admin.token_file).expanduser()
+
+
+def read_token_file(path: Path) -> str:
+    """The token in *path*, "" when there is none (missing or empty file)."""
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return ""
+
+
+def ensure_admin_token(config: Config, env: Mapping[str, str] | None = None) -> str:
+    """The token the admin API requires: the environment's, the file's, or a new one
+    generated into the file (0600). Logs where it comes from, never the token."""
+    token = admin_token(config, env)
+    if token:
+        log.info("admin API: token from %s", config.admin.token_env)
+        return token
+    path = token_path(config)
+    try:
+        return _token_from_file(config, path)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read or create the admin token file {path}: {exc.strerror}; "
+            f"set {config.admin.token_env} or another admin.token_file",
+            file=config.source,
+            key="admin.token_file",
+        ) from exc
+
+
+def _token_from_file(config: Config, path: Path) -> str:
+    token = read_token_file(path)
+    if token:
+        if path.stat().st_mode & 0o077:
+            log.warning("admin API: %s is readable by others; chmod 600 it", path)
+        log.info("admin API: token from %s", path)
+        return token
+    token = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)  # O_CREAT's mode does not apply to an existing (empty) file
+    log.warning(
+        "admin API: no token in %s: generated one into %s (mode 0600); "
+        "`agi-bridge admin` reads it from there",
+        config.admin.token_env,
+        path,
+    )
+    return token
+
+
+def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    """True for an IP literal, localhost, or a name in *allowed* (host without port)."""
+    host = host.strip().lower().rstrip(".")
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    if host == "localhost" or host in (h.lower() for h in allowed):
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _host_of(authority: str) -> str:
+    """``example.com:8088`` -> ``example.com``; ``[::1]:8088`` -> ``[::1]``."""
+    if authority.startswith("["):
+        return authority.partition("]")[0] + "]"
+    return authority.rpartition(":")[0] if ":" in authority else authority
+
+
+def foreign_request(request: web.Request, allowed: tuple[str, ...]) -> str:
+    """Why a request must be refused as coming from a web page ("" = it is fine)."""
+    host_header = request.headers.get("Host", "")
+    if not host_header or not host_allowed(_host_of(host_header), allowed):
+        return f"Host {host_header!r} is not this bridge (see admin.allowed_hosts)"
+    origin = request.headers.get("Origin")
+    if origin is not None and origin.lower() != f"http://{host_header}".lower():
+        return f"cross-origin request from {origin!r} refused"
+    return ""
 
 
 def check_admin_auth(config: Config, env: Mapping[str, str] | None = None) -> None:
@@ -77,23 +177,26 @@ def _reply(status: int = 200, **body: Any) -> web.Response:
     return web.Response(text=json.dumps(body), status=status, content_type="application/json")
 
 
-def add_admin_routes(app: web.Application, bridge: Bridge) -> None:
+def add_admin_routes(app: web.Application, bridge: CallRegistry) -> None:
     """Register the /admin routes on *app* (before it starts); see the module docstring."""
     config = bridge.config
     check_admin_auth(config)
-    token = admin_token(config)
+    token = ensure_admin_token(config)
+    allowed_hosts = config.admin.allowed_hosts
 
     def guarded(handler: Handler) -> Handler:
         async def wrapper(request: web.Request) -> web.Response:
-            if token:
-                given = request.headers.get("Authorization", "")
-                scheme, _, value = given.partition(" ")
-                if scheme.lower() != "bearer" or not hmac.compare_digest(
-                    value.strip().encode(), token.encode()
-                ):
-                    response = _reply(401, error="missing or wrong bearer token")
-                    response.headers["WWW-Authenticate"] = 'Bearer realm="agi-bridge admin"'
-                    return response
+            foreign = foreign_request(request, allowed_hosts)
+            if foreign:
+                return _reply(403, error=foreign)
+            given = request.headers.get("Authorization", "")
+            scheme, _, value = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                value.strip().encode(), token.encode()
+            ):
+                response = _reply(401, error="missing or wrong bearer token")
+                response.headers["WWW-Authenticate"] = 'Bearer realm="agi-bridge admin"'
+                return response
             try:
                 return await handler(request)
             except CallNotActive as exc:
@@ -103,7 +206,7 @@ def add_admin_routes(app: web.Application, bridge: Bridge) -> None:
 
         return wrapper
 
-    def find(request: web.Request) -> Call:
+    def find(request: web.Request) -> LiveCall:
         call = bridge.find_call(request.match_info["call_id"])
         if call is None:
             raise web.HTTPNotFound(
@@ -139,7 +242,7 @@ def add_admin_routes(app: web.Application, bridge: Bridge) -> None:
         )
 
     async def list_calls(request: web.Request) -> web.Response:
-        calls = sorted(bridge.calls.values(), key=lambda c: c.started_at)
+        calls = sorted(bridge.live_calls(), key=lambda c: c.started_at)
         return _reply(calls=[c.info() for c in calls if c.call_id != "-"])
 
     async def get_call(request: web.Request) -> web.Response:
@@ -212,7 +315,7 @@ def add_cli(sub: Any) -> None:
 def _base_url(args: argparse.Namespace, config: Config | None) -> str:
     if args.url:
         return str(args.url).rstrip("/")
-    listen = getattr(config.listen if config else Listen(), "http", "") or "127.0.0.1:8088"
+    listen = getattr(config.listen if config else Listen(), "http", "") or Listen().http
     host, port = split_hostport(listen)
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
@@ -224,7 +327,12 @@ def _base_url(args: argparse.Namespace, config: Config | None) -> str:
 def run_cli(args: argparse.Namespace, config: Config | None) -> int:
     """Run one ``agi-bridge admin`` action; prints the answer, returns the exit code."""
     base = _base_url(args, config)
-    token = admin_token(config or Config())
+    cfg = config or Config()
+    try:
+        token = admin_token(cfg) or read_token_file(token_path(cfg))
+    except OSError as exc:
+        print(f"error: cannot read the admin token: {exc}", file=sys.stderr)
+        return 1
     path, payload = f"{PREFIX}/calls", None
     if args.action != "calls":
         path = f"{PREFIX}/calls/{urllib.parse.quote(args.call, safe='')}/{args.action}"
@@ -250,6 +358,12 @@ def run_cli(args: argparse.Namespace, config: Config | None) -> int:
         except ValueError:
             detail = exc.reason
         print(f"error: HTTP {exc.code}: {detail}", file=sys.stderr)
+        if exc.code == 401:
+            print(
+                f"(the token comes from {cfg.admin.token_env} or {token_path(cfg)}; "
+                "give -c CONFIG if the bridge uses another admin.token_file)",
+                file=sys.stderr,
+            )
         return 1
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)

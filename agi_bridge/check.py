@@ -1,6 +1,7 @@
 """``agi-bridge check``: the config is valid; with ``--connect``, its peers answer.
 
-Each check prints one line, ``OK`` or ``FAIL`` (or ``SKIP``) and what it found::
+Each check prints one line, ``OK`` or ``FAIL`` (or ``SKIP``, or ``WARN`` for something
+that works today but deserves a look) and what it found::
 
     OK   config bridge.yaml: 2 agents (default, sales), 3 routes, 1 webhook tool
     OK   ami 127.0.0.1:5038: logged in as agi_bridge
@@ -37,13 +38,18 @@ def _plural(n: int, word: str) -> str:
 
 
 def check_config(config: Config, out: Print = print) -> None:
-    """Checks that need no network (ConfigError when the file is not usable)."""
+    """Checks that need no network (ConfigError when the file is not usable).
+
+    Warnings (a voice that is not built in, a model with an announced shutdown date) are
+    printed as ``WARN`` lines and do not fail the check."""
     check_admin_auth(config)
     out(
         f"OK   config {config.source or '(built-in defaults)'}: "
         f"{_plural(len(config.agents), 'agent')} ({', '.join(config.agents)}), "
         f"{_plural(len(config.routes), 'route')}, {_plural(len(config.tools), 'webhook tool')}"
     )
+    for line in config.warnings:
+        out(f"WARN {line}")
 
 
 async def check_connect(config: Config, out: Print = print) -> bool:
@@ -130,7 +136,7 @@ async def _check_realtime(config: Config, name: str, out: Print) -> bool:
         )
         out(f"SKIP realtime: {why}: calls go to the bundled simulator (a local test double)")
         return True
-    model = agent.model or config.realtime.model
+    model = config.model_for(agent)
     session = build_session(config, agent, ToolSet.for_agent(config, name), dt.date.today())
     timeout = config.realtime.connect_timeout_s
     try:

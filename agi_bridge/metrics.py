@@ -20,9 +20,10 @@ from prometheus_client.registry import Collector
 
 from agi_bridge.config import Config
 from agi_bridge.records import TOKEN_KINDS, cost_usd, price_for, token_kinds
+from agi_bridge.records.ledger import transcription_kinds
 
 if TYPE_CHECKING:
-    from agi_bridge.call import Call
+    from agi_bridge.call.events import CallView
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +78,10 @@ class Metrics:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self._simulator = config.uses_simulator()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.live: dict[int, Call] = {}
+        self.live: dict[int, CallView] = {}
         self.finished: dict[str, int] = {}
         self.realtime_reconnects = 0
         self._ami: Any = None
@@ -110,6 +112,12 @@ class Metrics:
         )
         self.tokens = Counter(
             f"{PREFIX}_tokens", "Realtime tokens, by model and kind", ["model", "kind"], registry=r
+        )
+        self.transcription_audio_s = Counter(
+            f"{PREFIX}_transcription_audio_seconds",
+            "caller audio transcribed, billed by duration, by transcription model",
+            ["model"],
+            registry=r,
         )
         self.cost = Counter(
             f"{PREFIX}_estimated_cost_usd",
@@ -144,7 +152,7 @@ class Metrics:
 
     # ---------------------------------------------------------------- observer
 
-    def __call__(self, call: Call, kind: str, data: dict[str, Any]) -> None:
+    def __call__(self, call: CallView, kind: str, data: dict[str, Any]) -> None:
         if kind == "start":
             self.live[id(call)] = call
         elif kind == "end":
@@ -169,16 +177,25 @@ class Metrics:
         elif kind == "reconnect":
             self.realtime_reconnects += 1
         elif kind == "response_done":
-            self._add_usage(call, data.get("usage"))
+            usage = data.get("usage")
+            if isinstance(usage, Mapping):
+                self._add_usage(call.model, token_kinds(usage), 0.0)
+        elif kind == "transcription_usage":
+            # billed at the transcription model's own price, not the realtime model's
+            usage = data.get("usage")
+            asr = self.config.agent(call.agent_name)[1].transcription_model
+            if isinstance(usage, Mapping) and asr:
+                tokens, seconds = transcription_kinds(usage)
+                self._add_usage(asr, tokens, seconds)
 
-    def _add_usage(self, call: Call, usage: Any) -> None:
-        if not isinstance(usage, Mapping):
-            return
-        model = call.agent.model or self.config.realtime.model
-        tokens = token_kinds(usage)
+    def _add_usage(self, model: str, tokens: Mapping[str, int], seconds: float) -> None:
         for kind in TOKEN_KINDS:
-            if tokens[kind]:
+            if tokens.get(kind):
                 self.tokens.labels(model=model, kind=kind).inc(tokens[kind])
+        if seconds:
+            self.transcription_audio_s.labels(model=model).inc(seconds)
+        if self._simulator:
+            return  # the bundled simulator is a test double: no cost
         entry = price_for(self.config.prices, model)
         if entry is not None:
-            self.cost.labels(model=model).inc(cost_usd(tokens, entry[1]))
+            self.cost.labels(model=model).inc(cost_usd(tokens, entry[1], seconds))

@@ -2,7 +2,8 @@
 
 Asterisk forwards whatever AudioSocket receives straight out as RTP without pacing
 (REFERENCE §2), while the Realtime service sends assistant audio several times faster than
-real time. So assistant audio waits here and leaves one 320-byte frame per 20 ms.
+real time. So assistant audio waits here and leaves one 20 ms frame per 20 ms: 320 bytes of
+slin16 (AudioSocket) or 160 bytes of µ-law (RTP, chan_websocket: no transcoding at all).
 
 The buffer counts, per assistant item, the samples actually released towards Asterisk.
 That is what the caller heard, and what ``conversation.item.truncate`` must report on
@@ -15,11 +16,10 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agi_bridge.audio import FRAME_MS, SAMPLE_RATE, SAMPLE_WIDTH, SLIN_FRAME_BYTES
+from agi_bridge.audio import FRAME_MS, SAMPLE_RATE, SAMPLE_WIDTH
 
-_BYTES_PER_MS = SAMPLE_RATE * SAMPLE_WIDTH // 1000  # 16
 _SAMPLES_PER_MS = SAMPLE_RATE // 1000  # 8
-_SILENCE = bytes(SLIN_FRAME_BYTES)
+ULAW_SILENCE_BYTE = 0xFF  # µ-law encodes 0 as 0xFF (0x7F is -0); zeros would be a loud buzz
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,17 +43,30 @@ class Cleared:
 
 
 class PlayoutBuffer:
-    """Bounded FIFO of assistant audio (slin16 8 kHz), released in 20 ms frames.
+    """Bounded FIFO of assistant audio (8 kHz), released in 20 ms frames.
 
+    ``sample_width`` is 2 for slin16 (the default) and 1 for µ-law, whose silence is 0xFF.
     ``max_ms`` bounds memory per call. Audio pushed beyond it is dropped (and counted),
     because blocking the Realtime reader would also block barge-in events.
     """
 
-    def __init__(self, max_ms: int, *, remember_items: int = 256) -> None:
+    def __init__(
+        self, max_ms: int, *, sample_width: int = SAMPLE_WIDTH, remember_items: int = 256
+    ) -> None:
         if max_ms < FRAME_MS:
             raise ValueError(f"playout buffer must hold at least one frame, got {max_ms} ms")
+        if sample_width not in (1, 2):
+            raise ValueError(f"sample width must be 1 (µ-law) or 2 (slin16), got {sample_width}")
         self.max_ms = max_ms
-        self._max_bytes = max_ms * _BYTES_PER_MS
+        self.sample_width = sample_width
+        self._bytes_per_ms = _SAMPLES_PER_MS * sample_width
+        self.frame_bytes = FRAME_MS * self._bytes_per_ms
+        self.silence = (
+            bytes(self.frame_bytes)
+            if sample_width == 2
+            else bytes([ULAW_SILENCE_BYTE]) * self.frame_bytes
+        )
+        self._max_bytes = max_ms * self._bytes_per_ms
         self._chunks: deque[tuple[str, bytes]] = deque()
         self._offset = 0  # bytes of _chunks[0] already released
         self._queued = 0  # bytes queued, excluding the released part of _chunks[0]
@@ -64,7 +77,7 @@ class PlayoutBuffer:
 
     @property
     def queued_ms(self) -> float:
-        return self._queued / _BYTES_PER_MS
+        return self._queued / self._bytes_per_ms
 
     @property
     def audible(self) -> bool:
@@ -78,7 +91,7 @@ class PlayoutBuffer:
 
     def push(self, item_id: str, pcm: bytes) -> float:
         """Queue assistant audio; returns the ms dropped because the buffer was full."""
-        if len(pcm) % SAMPLE_WIDTH:
+        if len(pcm) % self.sample_width:
             raise ValueError(f"slin16 audio must have an even length, got {len(pcm)}")
         room = self._max_bytes - self._queued
         dropped = 0
@@ -89,30 +102,31 @@ class PlayoutBuffer:
             self._chunks.append((item_id, pcm))
             self._queued += len(pcm)
             self._remember_item(item_id)
-        dropped_ms = dropped / _BYTES_PER_MS
+        dropped_ms = dropped / self._bytes_per_ms
         self.dropped_ms_total += dropped_ms
         return dropped_ms
 
     def next_frame(self) -> Released:
         """The next 20 ms frame: queued audio (the tail padded with silence) or silence."""
+        frame_bytes = self.frame_bytes
         if not self._queued:
-            return Released(_SILENCE)
+            return Released(self.silence)
         out = bytearray()
         items: list[str] = []
-        while len(out) < SLIN_FRAME_BYTES and self._chunks:
+        while len(out) < frame_bytes and self._chunks:
             item_id, chunk = self._chunks[0]
-            take = min(SLIN_FRAME_BYTES - len(out), len(chunk) - self._offset)
+            take = min(frame_bytes - len(out), len(chunk) - self._offset)
             out += chunk[self._offset : self._offset + take]
             self._offset += take
             self._queued -= take
-            self._released[item_id] = self._released.get(item_id, 0) + take // SAMPLE_WIDTH
+            self._released[item_id] = self._released.get(item_id, 0) + take // self.sample_width
             if not items or items[-1] != item_id:
                 items.append(item_id)
             if self._offset == len(chunk):
                 self._chunks.popleft()
                 self._offset = 0
-        if len(out) < SLIN_FRAME_BYTES:
-            out += _SILENCE[: SLIN_FRAME_BYTES - len(out)]
+        if len(out) < frame_bytes:
+            out += self.silence[: frame_bytes - len(out)]
         return Released(bytes(out), tuple(items))
 
     def released_ms(self, item_id: str) -> int:
@@ -122,7 +136,7 @@ class PlayoutBuffer:
     def clear(self) -> Cleared:
         """Drop everything queued (barge-in). Released counts are kept for truncation."""
         items = tuple(dict.fromkeys(item for item, _ in self._chunks))
-        dropped_ms = self._queued / _BYTES_PER_MS
+        dropped_ms = self._queued / self._bytes_per_ms
         self._chunks.clear()
         self._offset = 0
         self._queued = 0

@@ -5,7 +5,8 @@ that goes back to the model as ``function_call_output``. Bad arguments and failu
 results (``{"ok": false, "error": ...}``), never exceptions that end the call.
 
 Built-in tools: ``send_dtmf``, ``hangup``, ``transfer`` (to the agent's
-``transfer_targets``), ``switch_agent`` (to its ``handoff_agents``). Webhook tools are
+``transfer_targets``), ``switch_agent`` (to its ``handoff_agents``), ``collect_digits``
+(to its ``collect_digits_webhook``). Webhook tools are
 declared in the top-level ``tools:`` section and carried out as one HTTP request each.
 """
 
@@ -25,11 +26,12 @@ import aiohttp
 
 from agi_bridge import __version__
 from agi_bridge.config import Config, TransferTarget, WebhookTool
-from agi_bridge.errors import AmiError, ToolError
+from agi_bridge.errors import ControlError, ToolError
+from agi_bridge.protocol import dtmf
 
 log = logging.getLogger(__name__)
 
-DTMF_RE = re.compile(r"^[0-9*#A-Dw]+\Z")
+DTMF_RE = re.compile(f"^[{re.escape(dtmf.DIGITS + dtmf.PAUSE)}]+\\Z")
 MAX_DTMF_DIGITS = 64
 
 IVR_GUIDANCE = """\
@@ -59,13 +61,18 @@ class CallControls(Protocol):
     async def end_call(self, reason: str) -> None: ...
 
     async def transfer(self, name: str, target: TransferTarget, summary: str) -> None:
-        """Play out, then AMI Redirect; raises AmiError when the Redirect fails."""
+        """Play out, then move the channel; raises ControlError when that fails."""
         ...
 
     async def switch_agent(self, name: str) -> None: ...
 
     def call_info(self) -> dict[str, str]:
         """call_id, agent, caller_id, dnid, channel (what a webhook is told)."""
+        ...
+
+    async def collect_digits(self, max_digits: int, terminator: str, timeout_s: float) -> str:
+        """The digits the caller types next (masked everywhere, never sent to the model);
+        raises ToolError when a collection is already running."""
         ...
 
 
@@ -115,7 +122,7 @@ async def _send_dtmf(call: CallControls, args: dict[str, Any]) -> dict[str, Any]
                 await call.dtmf_pause()
             else:
                 await call.play_dtmf(digit)
-        except AmiError as exc:
+        except ControlError as exc:
             return {"ok": False, "error": f"DTMF failed: {exc}", "digits_sent": sent}
         sent += digit
     return {"ok": True, "digits_sent": sent}
@@ -184,7 +191,7 @@ def transfer_tool(targets: Mapping[str, TransferTarget]) -> Tool:
             raise ToolError("summary must be a string")
         try:
             await call.transfer(destination, targets[destination], summary.strip())
-        except AmiError as exc:
+        except ControlError as exc:
             return {"ok": False, "error": f"transfer failed: {exc}", "destination": destination}
         return {"ok": True, "destination": destination}
 
@@ -410,6 +417,11 @@ class ToolSet:
         for name in agent.tools:
             if name in BUILTIN:
                 tools.append(BUILTIN[name])
+            elif name == "collect_digits" and agent.collect_digits_webhook in config.tools:
+                from agi_bridge.collect_digits import collect_digits_tool  # it imports us
+
+                webhook = agent.collect_digits_webhook
+                tools.append(collect_digits_tool(webhook, config.tools[webhook]))
             elif name in config.tools:
                 tools.append(webhook_tool(name, config.tools[name]))
         if agent.transfer_targets:

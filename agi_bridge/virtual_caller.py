@@ -81,7 +81,8 @@ class VirtualCaller:
         return bool(self._mic)
 
     async def wait_spoken(self) -> None:
-        while self._mic:  # noqa: ASYNC110 - the send loop drains it at 20 ms per frame
+        """Until the queued speech is sent, or the call has ended (nothing sends it then)."""
+        while self._mic and not self.closed.is_set():  # noqa: ASYNC110 - drained at 20 ms/frame
             await asyncio.sleep(0.02)
 
     async def wait_quiet(

@@ -16,6 +16,8 @@ and answers one JSON line per command line read from stdin:
   by empty ones large enough for the window, so every sample reported afterwards was
   taken inside the window;
 - ``{"cmd": "stats"}``: end of the window: per-call samples and counter differences;
+- ``{"cmd": "totals"}``: cumulative counts since start (calls started/finished, late and
+  skipped frames of live and ended calls): what ``soak.py`` samples over time;
 - ``{"cmd": "quit"}``: close the bridge (live calls get a short grace) and exit.
 
 Besides the calls' own ``CallStats``, the runner measures its event loop's lag (how late a
@@ -53,8 +55,11 @@ def bench_config(sim_url: str, max_calls: int, records_dir: str | None) -> Confi
     """
     fields = {f.name for f in dataclasses.fields(Config)}
     listen: dict[str, Any] = {"audiosocket": "127.0.0.1:0", "fastagi": "127.0.0.1:0"}
-    if "http" in {f.name for f in dataclasses.fields(Listen)}:
+    listen_keys = {f.name for f in dataclasses.fields(Listen)}
+    if "http" in listen_keys:
         listen["http"] = "127.0.0.1:0"
+    if "audiosocket_unregistered" in listen_keys:
+        listen["audiosocket_unregistered"] = "default_agent"  # synthetic callers, no FastAGI
     data: dict[str, Any] = {
         "listen": listen,
         "ami": {"enabled": False},
@@ -104,6 +109,8 @@ def pacer_counts(call: Call) -> tuple[int, int]:
 class Runner:
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
+        self.ended_late = 0  # pacer counts of calls that ended (totals)
+        self.ended_skipped = 0
         self.marked_at: float | None = None
         self.baseline: dict[int, dict[str, float]] = {}
         self.loop_lag_ms: deque[float] = deque(maxlen=10_000)
@@ -113,6 +120,20 @@ class Runner:
             before = time.monotonic()
             await asyncio.sleep(LAG_INTERVAL_S)
             self.loop_lag_ms.append((time.monotonic() - before - LAG_INTERVAL_S) * 1000)
+
+    def observe(self, call: Any, kind: str, data: dict[str, Any]) -> None:
+        if kind == "end":
+            late, skipped = pacer_counts(call)
+            self.ended_late += late
+            self.ended_skipped += skipped
+
+    def totals(self) -> dict[str, Any]:
+        live = [pacer_counts(call) for call in self.bridge.calls.values()]
+        return {
+            **self.calls(),
+            "late_frames": self.ended_late + sum(late for late, _ in live),
+            "skipped_frames": self.ended_skipped + sum(skipped for _, skipped in live),
+        }
 
     def counters(self, call: Call) -> dict[str, float]:
         out = {name: float(getattr(call.stats, name)) for name in COUNTERS}
@@ -178,9 +199,16 @@ def reply(obj: dict[str, Any]) -> None:
 async def main(args: argparse.Namespace) -> None:
     setup_logging(args.log_level, args.log_file)
     cfg = bench_config(args.sim_url, args.max_calls, args.records_dir)
-    bridge = Bridge(cfg, connect=connector(cfg.realtime, url=args.sim_url))
-    await bridge.start()
+    runners: list[Runner] = []  # the runner needs the bridge, the bridge its observer
+
+    def observe(call: Any, kind: str, data: dict[str, Any]) -> None:
+        for runner in runners:
+            runner.observe(call, kind, data)
+
+    bridge = Bridge(cfg, connect=connector(cfg.realtime, url=args.sim_url), observers=(observe,))
     runner = Runner(bridge)
+    runners.append(runner)
+    await bridge.start()
     lag_task = asyncio.create_task(runner.watch_loop_lag())
     loop = asyncio.get_running_loop()
     stdin = asyncio.StreamReader()
@@ -203,6 +231,8 @@ async def main(args: argparse.Namespace) -> None:
                 reply(runner.mark(float(request.get("window_s", 20))))
             elif cmd == "stats":
                 reply(runner.stats())
+            elif cmd == "totals":
+                reply(runner.totals())
             elif cmd == "quit":
                 break
             else:

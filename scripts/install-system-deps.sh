@@ -11,8 +11,15 @@
 #   sip-tester     sipp, for load tests
 #   iproute2       ss/ip, to see which ports are bound when a test fails
 #   procps         ps/pgrep (read-only use) for diagnostics
-#   util-linux     mount/umount/flock used by the provisioning script
+#   util-linux     mount/umount/flock used by the provisioning script, unshare for a test
+#
+# A fresh VM often runs apt for its first minutes (unattended-upgrades, cloud-init): this
+# waits for apt's locks (APT_LOCK_WAIT seconds, default 600) instead of failing at once.
 set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=lib/apt.sh
+. "$here/lib/apt.sh"
 
 packages="debootstrap baresip-core espeak-ng sox tshark sip-tester iproute2 procps util-linux"
 
@@ -31,9 +38,10 @@ fi
 
 echo "install-system-deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
+apt_wait_for_locks
 # tshark's wireshark-common asks whether non-root users may capture; answer for it.
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-apt-get update -q
+apt_get update -q
 # shellcheck disable=SC2086  # the list is meant to be split
-apt-get install -y -q --no-install-recommends $missing
+apt_get install -y -q --no-install-recommends $missing
 echo "install-system-deps: done"

@@ -18,12 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
-import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
+from agi_bridge.asterisk.admission import LOOPBACK, Admission, Throttle, Ticket
+from agi_bridge.asterisk.pending import (
+    SECRET_PARAMETER,
+    CallMetadata,
+    CallOutcomes,
+    PendingCalls,
+    requested_agent,
+)
 from agi_bridge.errors import AgiError
 from agi_bridge.protocol import agi as proto
 
@@ -40,146 +47,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SCRIPT = "agent"
+# AGI(agi://HOST:PORT/status,UUID) after AudioSocket(): sets AGI_BRIDGE_STATUS from what
+# the bridge recorded, for when AMI could not set it (down, or not configured)
+STATUS_SCRIPT = "status"
+STATUS_VARIABLE = "AGI_BRIDGE_STATUS"
 UUID_VARIABLE = "AGI_BRIDGE_UUID"
 AGENT_VARIABLE = "AGI_BRIDGE_AGENT"
 _READ_SIZE = 4096
-
-
-@dataclass(frozen=True)
-class CallMetadata:
-    """What the FastAGI request told us about a call, keyed by the UUID we gave it."""
-
-    call_id: str  # canonical lowercase 8-4-4-4-12 UUID, as sent to AudioSocket
-    channel: str  # e.g. PJSIP/alice-00000001: the name AMI actions need
-    uniqueid: str
-    caller_id: str  # "" when Asterisk reports "unknown"
-    caller_name: str
-    dnid: str
-    extension: str
-    context: str
-    agent: str | None
-    args: tuple[str, ...]
-    query: dict[str, str] = field(hash=False)
-    language: str
-    registered_at: float  # monotonic clock of the PendingCalls registry
-
-    @classmethod
-    def from_request(
-        cls,
-        request: proto.AgiRequest,
-        *,
-        call_id: str,
-        agent: str | None,
-        registered_at: float,
-    ) -> CallMetadata:
-        return cls(
-            call_id=call_id,
-            channel=request.channel,
-            uniqueid=request.uniqueid,
-            caller_id=request.callerid,
-            caller_name=request.calleridname,
-            dnid=request.dnid,
-            extension=request.extension,
-            context=request.context,
-            agent=agent,
-            args=tuple(request.args),
-            query=request.query,
-            language=request.language,
-            registered_at=registered_at,
-        )
-
-
-def requested_agent(request: proto.AgiRequest) -> str | None:
-    """The agent the dialplan asked for: ``AGI(.../agent,NAME)`` or ``.../agent?name=NAME``."""
-    args = request.args
-    if args and args[0]:
-        return args[0]
-    return request.query.get("name") or None
-
-
-def canonical_uuid(value: str) -> str | None:
-    """``value`` as lowercase 8-4-4-4-12, or None if it is not a UUID."""
-    try:
-        return str(uuid.UUID(value))
-    except (ValueError, TypeError, AttributeError):
-        return None
-
-
-class PendingCalls:
-    """Calls announced over FastAGI, waiting for their AudioSocket connection.
-
-    A registration is claimed once (``claim`` removes it). Registrations never claimed
-    (the caller hung up between AGI and AudioSocket, or the dialplan fell back) expire
-    after ``ttl`` seconds. Expiry runs on ``register``/``claim`` against an injected clock,
-    so there is no background task and tests can move time by hand.
-    """
-
-    def __init__(
-        self,
-        *,
-        ttl: float = 30.0,
-        max_pending: int = 1000,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if ttl <= 0 or max_pending <= 0:
-            raise ValueError("ttl and max_pending must be positive")
-        self.ttl = ttl
-        self.max_pending = max_pending
-        self.clock = clock
-        # Insertion order is expiry order (same ttl, monotonic clock): purge pops the front.
-        self._calls: dict[str, tuple[float, CallMetadata]] = {}
-
-    def __len__(self) -> int:
-        return len(self._calls)
-
-    def __contains__(self, call_id: object) -> bool:
-        return isinstance(call_id, str) and canonical_uuid(call_id) in self._calls
-
-    def register(self, meta: CallMetadata) -> bool:
-        """Add *meta*; False (and a warning) when ``max_pending`` calls are waiting."""
-        self.purge()
-        call_id = canonical_uuid(meta.call_id)
-        if call_id != meta.call_id:
-            raise ValueError(f"call_id must be a lowercase canonical UUID: {meta.call_id!r}")
-        if call_id in self._calls:
-            raise ValueError(f"call_id already registered: {call_id}")
-        if len(self._calls) >= self.max_pending:
-            log.warning(
-                "pending calls full (%d): refusing call_id=%s channel=%s",
-                self.max_pending,
-                call_id,
-                meta.channel,
-            )
-            return False
-        self._calls[call_id] = (self.clock() + self.ttl, meta)
-        return True
-
-    def claim(self, call_id: str) -> CallMetadata | None:
-        """Remove and return the metadata for *call_id* (any UUID spelling), or None."""
-        self.purge()
-        key = canonical_uuid(call_id)
-        if key is None:
-            return None
-        entry = self._calls.pop(key, None)
-        return None if entry is None else entry[1]
-
-    def purge(self) -> int:
-        """Drop expired registrations; returns how many."""
-        now = self.clock()
-        expired = 0
-        while self._calls:
-            call_id, (deadline, meta) = next(iter(self._calls.items()))
-            if deadline > now:
-                break
-            del self._calls[call_id]
-            expired += 1
-            log.info(
-                "pending call expired unclaimed after %.0fs: call_id=%s channel=%s",
-                self.ttl,
-                call_id,
-                meta.channel,
-            )
-        return expired
 
 
 Accept = Callable[[proto.AgiRequest], "str | None"]
@@ -195,6 +69,12 @@ class FastAgiServer:
     ``accept(request)`` (optional) returns the agent name to use, or None to refuse the
     call; without it the agent is :func:`requested_agent`. Refused or malformed requests
     leave ``AGI_BRIDGE_UUID`` unset, so the dialplan can fall back.
+
+    Only peers that ``admission`` permits get in (default: loopback), bounded per source
+    and in total; the environment must arrive within ``header_timeout`` seconds. With a
+    ``secret``, the request URL must carry it (``agi://HOST:PORT/agent?secret=VALUE``;
+    compared in constant time, never logged). ``refuse_new_calls()`` (shutdown) answers
+    every later request at once without a UUID, so the dialplan falls back immediately.
     """
 
     def __init__(
@@ -205,18 +85,37 @@ class FastAgiServer:
         *,
         accept: Accept | None = None,
         request_timeout: float = 5.0,
+        header_timeout: float = 2.0,
         max_connections: int = 100,
+        admission: Admission | None = None,
+        secret: str = "",
         script: str = SCRIPT,
+        outcomes: CallOutcomes | None = None,
     ) -> None:
         self.pending = pending
         self.host = host
         self._port = port
         self.accept = accept
         self.request_timeout = request_timeout
-        self.max_connections = max_connections
+        self.header_timeout = header_timeout
+        self.admission = (
+            admission
+            if admission is not None
+            else Admission(
+                "FastAGI", LOOPBACK, max_connections=max_connections, max_per_source=max_connections
+            )
+        )
+        self._secret = secret  # never logged
         self.script = script
+        self.outcomes = outcomes if outcomes is not None else CallOutcomes()
+        self.refusing = ""  # why new calls are refused ("" = accepting)
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._throttle = Throttle(log)
+
+    @property
+    def max_connections(self) -> int:
+        return self.admission.max_connections
 
     @property
     def port(self) -> int:
@@ -230,6 +129,12 @@ class FastAgiServer:
         """True while the listening socket accepts connections."""
         return self._server is not None and self._server.is_serving()
 
+    def refuse_new_calls(self, reason: str = "shutting down") -> None:
+        """From now on, answer every request without a UUID (the dialplan falls back)."""
+        if not self.refusing:
+            log.info("FastAGI: refusing new calls (%s)", reason)
+        self.refusing = reason
+
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("FastAgiServer already started")
@@ -237,6 +142,11 @@ class FastAgiServer:
             self._on_connection, self.host, self._port, reuse_address=True
         )
         log.info("FastAGI listening on %s:%d (script %r)", self.host, self.port, self.script)
+        log.info(
+            "FastAGI accepts %s, secret %s",
+            ", ".join(str(n) for n in self.admission.allowed),
+            "required" if self._secret else "not set",
+        )
 
     async def close(self) -> None:
         """Stop listening and end the connections in progress."""
@@ -266,29 +176,45 @@ class FastAgiServer:
         if self._server is None or task is None:
             await _close(writer)  # accepted while closing
             return
-        if len(self._handlers) >= self.max_connections:
-            # Refuse rather than queue: Asterisk waits on this in the call path, and a
-            # closed connection lets the dialplan fall back at once.
-            log.warning(
-                "FastAGI from %s refused: %d connections in progress", peer, len(self._handlers)
-            )
-            await _close(writer)
+        # Refuse rather than queue: Asterisk waits on this in the call path, and a closed
+        # connection lets the dialplan fall back at once.
+        ticket = self.admission.admit(writer.get_extra_info("peername"), task.cancel)
+        if ticket is None:
+            _abort(writer)
             return
         self._handlers.add(task)
         try:
-            await _Session(self, reader, writer, peer).run()
+            await _Session(self, reader, writer, peer, ticket).run()
+        except asyncio.CancelledError:
+            # evicted, or the server is closing: end quietly (a task that ends cancelled
+            # makes asyncio's stream callback log a spurious error)
+            if not ticket.evicted and self._server is not None:
+                raise
         except _Refused:
             pass
         except _HangupError as exc:
             log.info("FastAGI from %s ended: %s", peer, exc)
         except (AgiError, ConnectionError, EOFError) as exc:
-            log.warning("FastAGI from %s failed: %s", peer, str(exc) or type(exc).__name__)
+            self._throttle(
+                f"fail {ticket.source}",
+                logging.WARNING,
+                "FastAGI from %s failed: %s",
+                peer,
+                str(exc) or type(exc).__name__,
+            )
         except Exception:
             # A bug in one session (or in accept()) must not take the server down.
             log.exception("FastAGI from %s: unexpected error", peer)
         finally:
+            ticket.release()
             self._handlers.discard(task)
             await _close(writer)
+
+    def secret_ok(self, request: proto.AgiRequest) -> bool:
+        if not self._secret:
+            return True
+        given = request.query.get(SECRET_PARAMETER, "")
+        return hmac.compare_digest(given.encode(), self._secret.encode())
 
 
 class _Session:
@@ -300,24 +226,42 @@ class _Session:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         peer: str,
+        ticket: Ticket,
     ) -> None:
         self.server = server
         self.reader = reader
         self.writer = writer
         self.peer = peer
+        self.ticket = ticket
         self.replies = proto.AgiReplyParser()
         self.pending_events: list[proto.AgiEvent] = []
 
     async def run(self) -> None:
         server = self.server
         try:
-            async with asyncio.timeout(server.request_timeout):
+            async with asyncio.timeout(server.header_timeout):
                 request = await self._read_request()
         except TimeoutError:
-            raise AgiError(
-                f"no complete AGI environment within {server.request_timeout}s"
-            ) from None
+            raise AgiError(f"no complete AGI environment within {server.header_timeout}s") from None
+        self.ticket.ready()
         channel = request.channel or "?"
+
+        if request.network_script == STATUS_SCRIPT and server.secret_ok(request):
+            await self._status(request)  # answered while draining too: calls still end
+            return
+        if server.refusing:
+            log.info("FastAGI channel=%s refused: %s", channel, server.refusing)
+            await self._say(f"agi_bridge: {server.refusing}, call refused")
+            raise _Refused
+        if not server.secret_ok(request):
+            server._throttle(
+                f"secret {self.ticket.source}",
+                logging.WARNING,
+                "FastAGI from %s channel=%s refused: missing or wrong secret in the AGI URL",
+                self.peer,
+                channel,
+            )
+            raise _Refused
 
         if request.network_script != server.script:
             log.warning(
@@ -338,7 +282,7 @@ class _Session:
         )
         # Register before telling Asterisk: AudioSocket may connect the moment the
         # variable is set and our reply is read.
-        if not server.pending.register(meta):
+        if not server.pending.register(meta, source=str(self.ticket.source)):
             await self._say("agi_bridge: too many pending calls, call refused")
             raise _Refused
         try:
@@ -356,6 +300,19 @@ class _Session:
             request.callerid or "-",
             agent or "-",
         )
+
+    async def _status(self, request: proto.AgiRequest) -> None:
+        """``status,UUID``: set AGI_BRIDGE_STATUS to how that call ended, when known."""
+        wanted = (request.args[0] if request.args else "") or request.query.get("uuid", "")
+        outcome = self.server.outcomes.take(wanted)
+        log.info(
+            "FastAGI status of call %s for channel=%s: %s",
+            wanted or "?",
+            request.channel or "?",
+            outcome or "unknown",
+        )
+        if outcome:  # unknown: leave the variable alone (AMI may have set it)
+            await self._set(STATUS_VARIABLE, outcome)
 
     async def _read_request(self) -> proto.AgiRequest:
         parser = proto.AgiRequestParser()
@@ -427,6 +384,11 @@ def _peer(writer: asyncio.StreamWriter) -> str:
     if isinstance(info, tuple) and len(info) >= 2:
         return f"{info[0]}:{info[1]}"
     return str(info)
+
+
+def _abort(writer: asyncio.StreamWriter) -> None:
+    """Drop a refused connection at once (nothing to say to a peer we do not serve)."""
+    writer.transport.abort()
 
 
 async def _close(writer: asyncio.StreamWriter) -> None:

@@ -41,6 +41,7 @@ class CallIdentity:
     caller_id: str = ""
     dnid: str = ""
     agent: str | None = None
+    caller_name: str = ""
     variables: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -9,33 +9,38 @@ numbers come from the composed node tree.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import ipaddress
 import os
-import re
 import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import yaml
 
+from agi_bridge.config.retirements import locator, retirement_warnings
 from agi_bridge.config.schema import (
-    BUILTIN_TOOLS,
     DEFAULT_PRICES,
-    ROUTE_MATCH_KEYS,
-    TOOL_NAME_RE,
     Agent,
     Config,
     _Raw,
 )
+from agi_bridge.config.validate import validate
 from agi_bridge.errors import ConfigError
-from agi_bridge.protocol.realtime import EAGERNESS, NOISE_REDUCTION, VOICES
+from agi_bridge.protocol.realtime import (
+    EAGERNESS,
+    NOISE_REDUCTION,
+    REASONING_EFFORTS,
+    TRUNCATIONS,
+    VOICE_NAME_RE,
+    VOICES,
+)
 
 # ----------------------------------------------------------------------------- loading
 
-_NOT_KEYS = {"source"}
+_NOT_KEYS = {"source", "warnings"}
 
 
 def _line(node: yaml.Node) -> int:
@@ -51,6 +56,12 @@ class _Loader:
         self.key_nodes: dict[str, yaml.Node] = {}
         # Value nodes an agent inherited from `defaults:` -> their path there.
         self.inherited: dict[int, str] = {}
+        # "file:line key: why" for values that load but deserve a look (ordered, unique)
+        self.warnings: dict[str, None] = {}
+
+    def warn(self, node: yaml.Node | None, key: str, message: str) -> None:
+        line = f":{_line(node)}" if node is not None and self.lines else ""
+        self.warnings[f"{self.file}{line} {key}: {message}"] = None
 
     def error(self, node: yaml.Node | None, key: str, message: str) -> ConfigError:
         line = _line(node) if node is not None and self.lines else None
@@ -143,9 +154,21 @@ class _Loader:
     def check(self, node: yaml.Node, path: str, name: str, value: Any) -> None:
         """Value rules that a type cannot express."""
         if name == "voice" and value not in VOICES:
-            raise self.error(
-                node, path, f"unknown voice {value!r}, expected one of {', '.join(VOICES)}"
-            )
+            # New voices appear over time and custom voices exist (openai-python
+            # realtime_audio_config_output_param.py: Voice = str | Literal[...] | {id}):
+            # a plausible name loads with a warning, anything else is a typo.
+            if not VOICE_NAME_RE.fullmatch(value):
+                raise self.error(
+                    node, path, f"not a voice name {value!r} (built-in: {', '.join(VOICES)})"
+                )
+            if id(node) not in self.inherited:  # said once, as defaults.voice
+                self.warn(node, path, f"voice {value!r} is not one of {', '.join(VOICES)}")
+        if name == "reasoning_effort" and value and value not in REASONING_EFFORTS:
+            raise self.error(node, path, f"expected one of {', '.join(REASONING_EFFORTS)} or ''")
+        if name == "truncation" and value and value not in TRUNCATIONS:
+            raise self.error(node, path, f"expected one of {', '.join(TRUNCATIONS)} or ''")
+        if name == "truncation_retention_ratio" and value is not None and not 0 <= value <= 1:
+            raise self.error(node, path, f"expected a fraction 0..1, got {value}")
         if name == "eagerness" and value not in EAGERNESS:
             raise self.error(node, path, f"expected one of {', '.join(EAGERNESS)}")
         if name == "noise_reduction" and value and value not in NOISE_REDUCTION:
@@ -154,6 +177,14 @@ class _Loader:
             raise self.error(node, path, "expected 1..4096 or 'inf'")
         if name in ("audiosocket", "fastagi") or (name == "http" and value):
             _split_hostport(value, lambda m: self.error(node, path, m))
+        if name == "addresses":
+            for i, item in enumerate(value):
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise self.error(
+                        node, f"{path}[{i}]", f"not an IP address or network: {item!r}"
+                    ) from None
         if path == "webhook.url" and value and not value.startswith(("http://", "https://")):
             raise self.error(node, path, f"expected an http:// or https:// URL, got {value!r}")
         if (
@@ -184,10 +215,21 @@ def _kind(node: yaml.Node) -> str:
 
 
 def _split_hostport(value: str, err: Any) -> tuple[str, int]:
+    """HOST:PORT, IPv6 as ``[::1]:PORT``; a bare IPv6 address needs the brackets."""
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise err(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
+    if host.startswith("["):
+        if not host.endswith("]") or len(host) < 3:
+            raise err(f"expected [IPv6]:PORT, got {value!r}")
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise err(f"not an IPv6 address in {value!r}") from None
+    elif ":" in host:
+        raise err(f"an IPv6 address needs brackets: [{host}]:{port}, got {value!r}")
+    return host, int(port)
 
 
 def split_hostport(value: str) -> tuple[str, int]:
@@ -279,7 +321,7 @@ def _merged(base: yaml.MappingNode, node: yaml.Node, tp: Any) -> yaml.Node:
 ENV_PREFIX = "AGI_BRIDGE_"
 # AGI_BRIDGE_<SECTION>_<KEY> overrides <section>.<key> for these sections (addresses,
 # ports, credentials' locations): AGI_BRIDGE_LISTEN_AUDIOSOCKET, AGI_BRIDGE_AMI_HOST, ...
-ENV_SECTIONS = ("listen", "ami", "ari", "realtime")
+ENV_SECTIONS = ("listen", "ami", "ari", "asterisk", "realtime")
 
 
 def env_overrides(section: str) -> dict[str, str]:
@@ -300,6 +342,13 @@ def _apply_env(cfg: Config, env: Mapping[str, str]) -> Config:
         for var, name in env_overrides(section).items():
             if var not in env:
                 continue
+            if hints[name] is str:
+                # Taken as written: YAML would read "[::1]:8088" as a flow sequence.
+                values[name] = env[var]
+                loader.check(
+                    yaml.ScalarNode("tag:yaml.org,2002:str", env[var]), var, name, env[var]
+                )
+                continue
             try:
                 node = yaml.compose(env[var], Loader=yaml.SafeLoader)
             except yaml.YAMLError:
@@ -316,131 +365,6 @@ def _apply_env(cfg: Config, env: Mapping[str, str]) -> Config:
 
 
 # ------------------------------------------------------------- cross-references
-
-
-def _validate(cfg: Config, loader: _Loader) -> None:
-    """Rules across keys: route agents exist, tools are known, webhook tools are sane."""
-
-    def fail(path: str, message: str, *, key_line: bool = False) -> ConfigError:
-        nodes = loader.key_nodes if key_line else loader.nodes
-        node = nodes.get(path) or loader.nodes.get(path)
-        shown = path
-        # an agent key inherited from `defaults:` is reported where defaults sets it
-        match = re.match(r"^(agents\.[^.\[]+)\.(\w+)(.*)$", path)
-        if match:
-            own = loader.nodes.get(f"{match[1]}.{match[2]}")
-            origin = loader.inherited.get(id(own)) if own is not None else None
-            if origin:
-                shown = f"{origin}{match[3]} (inherited by {match[1]})"
-        return loader.error(node, shown, message)
-
-    agents = ", ".join(cfg.agents) or "none"
-    for i, route in enumerate(cfg.routes):
-        where = f"routes[{i}]"
-        if not route.agent:
-            raise fail(where, "a route needs an agent")
-        if route.agent not in cfg.agents:
-            raise fail(f"{where}.agent", f"unknown agent {route.agent!r} (agents: {agents})")
-        for key in ROUTE_MATCH_KEYS:
-            value = getattr(route, key)
-            for j, pattern in enumerate((value,) if isinstance(value, str) else value):
-                if pattern.startswith("re:"):
-                    try:
-                        re.compile(pattern[3:])
-                    except re.error as exc:
-                        path = f"{where}.{key}" if isinstance(value, str) else f"{where}.{key}[{j}]"
-                        raise fail(path, f"bad regular expression: {exc}") from None
-
-    for name, tool in cfg.tools.items():
-        where = f"tools.{name}"
-        if name in BUILTIN_TOOLS:
-            raise fail(
-                where,
-                f"tool name {name!r} clashes with a built-in tool ({', '.join(BUILTIN_TOOLS)})",
-                key_line=True,
-            )
-        if not TOOL_NAME_RE.match(name):
-            raise fail(where, "a tool name is 1-64 letters, digits, '_' or '-'", key_line=True)
-        url = urlsplit(tool.url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise fail(f"{where}.url", f"expected an http:// or https:// URL, got {tool.url!r}")
-        if tool.parameters.get("type") != "object" or not isinstance(
-            tool.parameters.get("properties", {}), Mapping
-        ):
-            raise fail(
-                f"{where}.parameters",
-                "expected an object schema: {type: object, properties: {...}}",
-            )
-        if tool.timeout_s <= 0:
-            raise fail(f"{where}.timeout_s", "must be > 0")
-        if tool.max_response_chars < 1:
-            raise fail(f"{where}.max_response_chars", "must be >= 1")
-        for header, var in tool.headers_env.items():
-            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", header):
-                raise fail(f"{where}.headers_env.{header}", "invalid HTTP header name")
-            if not var:
-                raise fail(f"{where}.headers_env.{header}", "expected an environment variable")
-
-    _validate_ari(cfg, fail)
-
-    known_tools = (*BUILTIN_TOOLS, *cfg.tools)
-    for name, agent in cfg.agents.items():
-        where = f"agents.{name}"
-        for i, tool_name in enumerate(agent.tools):
-            if tool_name not in known_tools:
-                raise fail(
-                    f"{where}.tools[{i}]",
-                    f"unknown tool {tool_name!r}, expected {', '.join(known_tools)}",
-                )
-        if "transfer" in agent.tools and not agent.transfer_targets:
-            raise fail(f"{where}.tools", "transfer needs transfer_targets for this agent")
-        if "switch_agent" in agent.tools and not agent.handoff_agents:
-            raise fail(f"{where}.tools", "switch_agent needs handoff_agents for this agent")
-        for target_name, target in agent.transfer_targets.items():
-            path = f"{where}.transfer_targets.{target_name}"
-            if not TOOL_NAME_RE.match(target_name):
-                raise fail(path, "a transfer target name is 1-64 letters, digits, '_' or '-'")
-            if not target.context or not target.exten:
-                raise fail(path, "a transfer target needs context and exten")
-            if target.priority < 1:
-                raise fail(f"{path}.priority", "must be >= 1")
-        for i, other in enumerate(agent.handoff_agents):
-            if other not in cfg.agents:
-                raise fail(
-                    f"{where}.handoff_agents[{i}]",
-                    f"unknown agent {other!r} (agents: {agents})",
-                )
-            if other == name:
-                raise fail(f"{where}.handoff_agents[{i}]", "an agent cannot hand off to itself")
-
-
-def _validate_ari(cfg: Config, fail: Any) -> None:
-    ari = cfg.ari
-    url = urlsplit(ari.url)
-    if url.scheme not in ("http", "https") or not url.hostname:
-        raise fail("ari.url", f"expected an http:// or https:// URL, got {ari.url!r}")
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", ari.app):
-        raise fail("ari.app", "a Stasis application name is 1-64 letters, digits, '_', '.', '-'")
-    if ari.enabled and not ari.username:
-        raise fail("ari.username", "ARI needs a username (ari.conf)")
-    try:
-        ipaddress.ip_address(ari.rtp_host)
-    except ValueError:
-        raise fail("ari.rtp_host", f"expected an IP address, got {ari.rtp_host!r}") from None
-    for key in ("rtp_port_min", "rtp_port_max"):
-        if not 1 <= getattr(ari, key) <= 65535:
-            raise fail(f"ari.{key}", "expected a port 1..65535")
-    if ari.rtp_port_min > ari.rtp_port_max:
-        raise fail("ari.rtp_port_max", "must be >= ari.rtp_port_min")
-    ws = urlsplit(ari.websocket_url)
-    if ari.websocket_url and (ws.scheme not in ("ws", "wss") or not ws.hostname):
-        raise fail(
-            "ari.websocket_url", f"expected a ws:// or wss:// URL, got {ari.websocket_url!r}"
-        )
-    if ari.request_timeout_s <= 0:
-        raise fail("ari.request_timeout_s", "must be > 0")
-    if ari.reconnect_max_s <= 0:
-        raise fail("ari.reconnect_max_s", "must be > 0")
 
 
 def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | None = None) -> Config:
@@ -460,7 +384,7 @@ def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | Non
         cfg = _apply_env(cfg, env)
     # `prices:` in the file adds to (or overrides) the published defaults
     prices = types.MappingProxyType({**DEFAULT_PRICES, **cfg.prices})
-    cfg = dataclasses.replace(cfg, source=file, prices=prices)
+    cfg = dataclasses.replace(cfg, source=file, prices=prices, warnings=tuple(loader.warnings))
     if cfg.default_agent not in cfg.agents:
         raise ConfigError(
             f"no agent named {cfg.default_agent!r} (agents: {', '.join(cfg.agents) or 'none'})",
@@ -468,8 +392,11 @@ def load_text(text: str, file: str = "<string>", *, env: Mapping[str, str] | Non
             key="default_agent",
             line=_line(loader.nodes["default_agent"]) if "default_agent" in loader.nodes else None,
         )
-    _validate(cfg, loader)
-    return cfg
+    validate(cfg, loader)
+    # models with an announced shutdown date: loads, with a warning naming where
+    where = locator(loader.file, loader.nodes, loader.inherited)
+    retiring = retirement_warnings(cfg, dt.date.today(), where)
+    return dataclasses.replace(cfg, warnings=(*cfg.warnings, *retiring))
 
 
 def load(path: str | os.PathLike[str] | None) -> Config:

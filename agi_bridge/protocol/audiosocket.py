@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from agi_bridge.errors import AudioSocketError
+from agi_bridge.protocol import dtmf
 
 HEADER = struct.Struct(">BH")
 HEADER_SIZE = HEADER.size  # 3
@@ -80,8 +81,6 @@ class Error:
 
 Event = Hangup | Uuid | Dtmf | Audio | Error
 
-_DTMF_DIGITS = frozenset("0123456789*#ABCDabcd")
-
 
 class AudioSocketParser:
     """Incremental AudioSocket frame parser.
@@ -142,7 +141,7 @@ class AudioSocketParser:
             return Hangup()
         if kind == Kind.DTMF:
             digit = payload[:1].decode("ascii", "replace")
-            if len(payload) != 1 or digit not in _DTMF_DIGITS:
+            if len(payload) != 1 or not dtmf.is_digit(digit):
                 self._fail(f"AudioSocket DTMF frame must be one digit, got {payload!r}")
             return Dtmf(digit.upper())
         if kind == Kind.ERROR:

@@ -3,7 +3,8 @@
 Only the GA protocol (REFERENCE §5). Builders return plain dicts (``encode()`` makes the
 JSON text); the parser turns a server message into a typed event. Event types this module
 does not model become ``UnknownEvent``: the service adds new ones over time and a bridge
-must keep going (ARCHITECTURE rule 7).
+must keep going (ARCHITECTURE rule 7). The session object (``SessionConfig``,
+``session_update``) lives in realtime_session.py and is re-exported here.
 """
 
 from __future__ import annotations
@@ -11,108 +12,46 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from agi_bridge.errors import RealtimeProtocolError
-
-VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
-EAGERNESS = ("low", "medium", "high", "auto")
-NOISE_REDUCTION = ("near_field", "far_field")
-AUDIO_FORMAT = "audio/pcmu"  # G.711 µ-law at 8 kHz: what the phone network carries
-
-
-# ---------------------------------------------------------------------------- session
-
-
-@dataclass(frozen=True, slots=True)
-class ServerVad:
-    threshold: float = 0.5
-    prefix_padding_ms: int = 300
-    silence_duration_ms: int = 500
-    idle_timeout_ms: int | None = None
-    create_response: bool = True
-    interrupt_response: bool = True
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "type": "server_vad",
-            "threshold": self.threshold,
-            "prefix_padding_ms": self.prefix_padding_ms,
-            "silence_duration_ms": self.silence_duration_ms,
-            "create_response": self.create_response,
-            "interrupt_response": self.interrupt_response,
-        }
-        if self.idle_timeout_ms is not None:
-            out["idle_timeout_ms"] = self.idle_timeout_ms
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class SemanticVad:
-    eagerness: str = "auto"
-    create_response: bool = True
-    interrupt_response: bool = True
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "type": "semantic_vad",
-            "eagerness": self.eagerness,
-            "create_response": self.create_response,
-            "interrupt_response": self.interrupt_response,
-        }
-
-
-TurnDetection = ServerVad | SemanticVad | None
-
-
-@dataclass(frozen=True, slots=True)
-class SessionConfig:
-    """What the bridge asks of a Realtime session (GA ``session.update``)."""
-
-    model: str = "gpt-realtime"
-    instructions: str = ""
-    voice: str = "marin"
-    speed: float = 1.0
-    turn_detection: TurnDetection = field(default_factory=SemanticVad)
-    transcription_model: str | None = "gpt-4o-mini-transcribe"
-    transcription_language: str | None = None
-    noise_reduction: str | None = None
-    max_output_tokens: int | Literal["inf"] = "inf"
-    tools: tuple[dict[str, Any], ...] = ()
-
-
-def session_update(cfg: SessionConfig) -> dict[str, Any]:
-    """``session.update`` in the GA shape: µ-law in and out, so no resampling anywhere."""
-    audio_in: dict[str, Any] = {
-        "format": {"type": AUDIO_FORMAT},
-        "turn_detection": cfg.turn_detection.to_json() if cfg.turn_detection else None,
-    }
-    if cfg.transcription_model:
-        transcription: dict[str, Any] = {"model": cfg.transcription_model}
-        if cfg.transcription_language:
-            transcription["language"] = cfg.transcription_language
-        audio_in["transcription"] = transcription
-    if cfg.noise_reduction:
-        audio_in["noise_reduction"] = {"type": cfg.noise_reduction}
-    session: dict[str, Any] = {
-        "type": "realtime",
-        "model": cfg.model,
-        "instructions": cfg.instructions,
-        "output_modalities": ["audio"],
-        "audio": {
-            "input": audio_in,
-            "output": {"format": {"type": AUDIO_FORMAT}, "voice": cfg.voice, "speed": cfg.speed},
-        },
-        "max_output_tokens": cfg.max_output_tokens,
-    }
-    # always sent, even empty: a session.update without "tools" keeps the previous agent's
-    # tools on the service side (switch_agent to an agent with fewer tools)
-    session["tools"] = list(cfg.tools)
-    if cfg.tools:
-        session["tool_choice"] = "auto"
-    return {"type": "session.update", "session": session}
-
+from agi_bridge.protocol.realtime_session import (
+    AUDIO_FORMAT as AUDIO_FORMAT,
+)
+from agi_bridge.protocol.realtime_session import (
+    EAGERNESS as EAGERNESS,
+)
+from agi_bridge.protocol.realtime_session import (
+    NOISE_REDUCTION as NOISE_REDUCTION,
+)
+from agi_bridge.protocol.realtime_session import (
+    REASONING_EFFORTS as REASONING_EFFORTS,
+)
+from agi_bridge.protocol.realtime_session import (
+    TRUNCATIONS as TRUNCATIONS,
+)
+from agi_bridge.protocol.realtime_session import (
+    VOICE_NAME_RE as VOICE_NAME_RE,
+)
+from agi_bridge.protocol.realtime_session import (
+    VOICES as VOICES,
+)
+from agi_bridge.protocol.realtime_session import (
+    SemanticVad as SemanticVad,
+)
+from agi_bridge.protocol.realtime_session import (
+    ServerVad as ServerVad,
+)
+from agi_bridge.protocol.realtime_session import (
+    SessionConfig as SessionConfig,
+)
+from agi_bridge.protocol.realtime_session import (
+    TurnDetection as TurnDetection,
+)
+from agi_bridge.protocol.realtime_session import (
+    session_update as session_update,
+)
 
 # --------------------------------------------------------------------- client events
 
@@ -205,6 +144,19 @@ class SpeechStopped:
 
 
 @dataclass(frozen=True, slots=True)
+class InputTimeout:
+    """``input_audio_buffer.timeout_triggered``: server VAD heard no speech for
+    ``idle_timeout_ms`` after the last response was played (openai-python
+    types/realtime/input_audio_buffer_timeout_triggered.py). The service then commits the
+    silent audio as an input item (``input_audio_buffer.committed``) and, per that
+    docstring, generates a response itself: the bridge must not ``response.create`` again."""
+
+    item_id: str
+    audio_start_ms: int
+    audio_end_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class InputCommitted:
     item_id: str
 
@@ -216,9 +168,23 @@ class TranscriptionDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class TranscriptionUsage:
+    """Usage of one input transcription, billed at the ASR model's price (openai-python
+    conversation_item_input_audio_transcription_completed_event.py): either tokens
+    (``input_tokens`` with audio/text detail, ``output_tokens``) or a duration."""
+
+    kind: Literal["tokens", "duration", ""] = ""
+    seconds: float = 0.0
+    audio_tokens: int = 0
+    text_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class TranscriptionCompleted:
     item_id: str
     transcript: str
+    usage: TranscriptionUsage = TranscriptionUsage()
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +285,7 @@ ServerEvent = (
     | SpeechStarted
     | SpeechStopped
     | InputCommitted
+    | InputTimeout
     | TranscriptionDelta
     | TranscriptionCompleted
     | TranscriptionFailed
@@ -357,6 +324,25 @@ def _d(obj: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _transcription_usage(usage: dict[str, Any]) -> TranscriptionUsage:
+    if usage.get("type") == "duration":
+        seconds = usage.get("seconds")
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool):
+            seconds = 0.0
+        return TranscriptionUsage("duration", seconds=float(seconds))
+    if usage.get("type") == "tokens":
+        details = _d(usage, "input_token_details")
+        input_tokens = _i(usage, "input_tokens")
+        audio = _i(details, "audio_tokens") if "audio_tokens" in details else input_tokens
+        return TranscriptionUsage(
+            "tokens",
+            audio_tokens=audio,
+            text_tokens=_i(details, "text_tokens"),
+            output_tokens=_i(usage, "output_tokens"),
+        )
+    return TranscriptionUsage()
+
+
 def parse_server_event(message: str | bytes) -> ServerEvent:
     """Parse one websocket message from the Realtime service."""
     try:
@@ -382,7 +368,13 @@ def parse_server_event(message: str | bytes) -> ServerEvent:
         case "conversation.item.input_audio_transcription.delta":
             return TranscriptionDelta(_s(obj, "item_id"), _s(obj, "delta"))
         case "conversation.item.input_audio_transcription.completed":
-            return TranscriptionCompleted(_s(obj, "item_id"), _s(obj, "transcript"))
+            return TranscriptionCompleted(
+                _s(obj, "item_id"), _s(obj, "transcript"), _transcription_usage(_d(obj, "usage"))
+            )
+        case "input_audio_buffer.timeout_triggered":
+            return InputTimeout(
+                _s(obj, "item_id"), _i(obj, "audio_start_ms"), _i(obj, "audio_end_ms")
+            )
         case "conversation.item.input_audio_transcription.failed":
             return TranscriptionFailed(_s(obj, "item_id"), _s(_d(obj, "error"), "message"))
         case "response.created":

@@ -8,9 +8,12 @@ usage, and streams a synthetic speech-like voice faster than real time::
         ...connect a client to sim.url with "Authorization: Bearer anything"...
         session = await sim.wait_for(lambda: sim.sessions and sim.sessions[0])
 
-Modules: ``server`` (handshake, sessions), ``session`` (client events, records),
-``responses`` (streaming a response), ``schema`` (session.update validation),
-``vad``, ``synth`` (the voice), ``codec`` (pcmu/pcma/pcm), ``usage``, ``scenario``.
+Modules: ``server`` (handshake, sessions), ``session`` (client events, records) with its
+mixins ``input_events`` (appends, VAD, commits, transcripts, idle timeout via ``idle``)
+and ``item_events`` (conversation items, truncate), ``responses`` (streaming a response),
+``schema`` (session.update validation), ``vad``, ``synth`` (the voice), ``codec``
+(pcmu/pcma/pcm), ``usage``, ``scenario``. ``live/`` is the GPT-Live endpoint, built from
+the same pieces.
 """
 
 from agi_bridge.simulator.responses import ResponseRecord

@@ -71,6 +71,7 @@ class Scenario:
     delay_session_created_ms: int = 0
     send_unknown_events: bool = False
     malformed_after_ms: int | None = None
+    stall_after_ms: int | None = None  # then silent: nothing sent, the socket stays open
 
     def __post_init__(self) -> None:
         # Validate once here so that a bad script fails at load, not mid-call.
@@ -135,6 +136,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "close_after_ms": (int, type(None)),
     "error_after_ms": (int, type(None)),
     "malformed_after_ms": (int, type(None)),
+    "stall_after_ms": (int, type(None)),
 }
 
 

@@ -16,6 +16,9 @@ from typing import Any
 VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
 FORMATS = ("audio/pcm", "audio/pcmu", "audio/pcma")
 EAGERNESS = ("low", "medium", "high", "auto")
+# openai-python types/realtime/realtime_reasoning_effort.py and realtime_truncation.py
+REASONING_EFFORTS = ("minimal", "low", "medium", "high", "xhigh")
+TRUNCATIONS = ("auto", "disabled")
 
 
 class SchemaError(Exception):
@@ -110,6 +113,8 @@ _TOP = frozenset(
         "tracing",
         "prompt",
         "include",
+        "reasoning",
+        "parallel_tool_calls",
     }
 )
 
@@ -286,6 +291,46 @@ def check_tools(tools: Any, param: str) -> list[dict[str, Any]]:
     return copy.deepcopy(tools)
 
 
+def check_reasoning(value: Any, param: str) -> dict[str, Any]:
+    """``{"effort": ...}`` (types/realtime/realtime_reasoning_param.py)."""
+    _expect(value, dict, "an object", param)
+    _unknown(value, {"effort"}, param)
+    if "effort" in value:
+        _choice(value["effort"], REASONING_EFFORTS, f"{param}.effort")
+    return copy.deepcopy(value)
+
+
+def check_truncation(value: Any, param: str) -> Any:
+    """``"auto"`` | ``"disabled"`` | ``{"type": "retention_ratio", "retention_ratio": 0..1,
+    "token_limits": {"post_instructions": int}}`` (realtime_truncation_retention_ratio.py)."""
+    if isinstance(value, str):
+        _choice(value, TRUNCATIONS, param)
+        return value
+    _expect(value, dict, "a string or an object", param)
+    _unknown(value, {"type", "retention_ratio", "token_limits"}, param)
+    _choice(value.get("type"), ("retention_ratio",), f"{param}.type")
+    if "retention_ratio" not in value:
+        raise SchemaError(
+            "missing_required_parameter",
+            f"Missing required parameter: '{param}.retention_ratio'.",
+            f"{param}.retention_ratio",
+        )
+    _number(value["retention_ratio"], 0.0, 1.0, f"{param}.retention_ratio")
+    limits = value.get("token_limits")
+    if limits is not None:
+        _expect(limits, dict, "an object", f"{param}.token_limits")
+        _unknown(limits, {"post_instructions"}, f"{param}.token_limits")
+        if "post_instructions" in limits:
+            _number(
+                limits["post_instructions"],
+                1,
+                10**9,
+                f"{param}.token_limits.post_instructions",
+                integer=True,
+            )
+    return copy.deepcopy(value)
+
+
 def check_max_output_tokens(value: Any, param: str) -> int | str:
     if value == "inf":
         return "inf"
@@ -355,7 +400,14 @@ def apply_session_update(
         merged["max_output_tokens"] = check_max_output_tokens(
             update["max_output_tokens"], "session.max_output_tokens"
         )
-    for key in ("truncation", "tracing", "prompt", "include"):
+    if "reasoning" in update:
+        merged["reasoning"] = check_reasoning(update["reasoning"], "session.reasoning")
+    if "parallel_tool_calls" in update:
+        _expect(update["parallel_tool_calls"], bool, "a boolean", "session.parallel_tool_calls")
+        merged["parallel_tool_calls"] = update["parallel_tool_calls"]
+    if "truncation" in update:
+        merged["truncation"] = check_truncation(update["truncation"], "session.truncation")
+    for key in ("tracing", "prompt", "include"):
         if key in update:  # accepted as given: the simulator has no use for them
             merged[key] = copy.deepcopy(update[key])
     if "audio" in update:

@@ -8,8 +8,10 @@ endpoint fail with 500/503 to exercise the bridge's connect errors and retries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import signal
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -18,8 +20,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from agi_bridge.simulator.item_events import Limits
 from agi_bridge.simulator.scenario import Scenario, demo_scenario
-from agi_bridge.simulator.session import Limits, SimSession
+from agi_bridge.simulator.session import SimSession
 
 log = logging.getLogger("agi_bridge.simulator")
 
@@ -202,9 +205,35 @@ async def run_simulator(
     scenario: Scenario | None,
     *,
     on_ready: Callable[[str], None] | None = None,
+    stop_on_signals: bool = False,
 ) -> None:
-    """Serve until cancelled (the CLI's ``agi-bridge simulate``); ``None`` = the demo script."""
+    """Serve until cancelled (the CLI's ``agi-bridge simulate``); ``None`` = the demo script.
+
+    ``stop_on_signals``: also stop, cleanly, on SIGTERM or SIGINT. The CLI sets it: as a
+    container's PID 1 the process gets no default action for SIGTERM (the kernel drops
+    signals PID 1 has no handler for), so without a handler `docker stop` waits its full
+    grace period and then kills it.
+    """
     async with Simulator(scenario or demo_scenario(), host, port) as sim:
         if on_ready is not None:
             on_ready(sim.url)
-        await sim.serve_forever()
+        if not stop_on_signals:
+            await sim.serve_forever()
+            return
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            serving = asyncio.create_task(sim.serve_forever())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (serving, stopping):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if stop.is_set():
+                log.info("simulator: signal received, stopping")
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)

@@ -149,6 +149,12 @@ class AriTransport:
         self._media: dict[str, AriCall] = {}  # externalMedia channel id -> its call
         self._tasks: set[asyncio.Task[None]] = set()
         self.transport_name = f"ari-{self.ari.media}"
+        self.refusing = False  # shutting down: new calls go straight back to the dialplan
+
+    def refuse_new_calls(self) -> None:
+        """From now on a new Stasis call gets status failed and continues in the dialplan
+        (its fallback) at once; live calls go on."""
+        self.refusing = True
 
     async def start(self, connect_timeout_s: float = 10.0) -> None:
         await self.client.start()
@@ -172,8 +178,9 @@ class AriTransport:
                 return
             if event.channel.id.startswith(MEDIA_PREFIX):
                 return  # an externalMedia channel of an earlier run: the re-sync removes it
-            if len(self.calls) >= self.config.limits.max_calls:
-                log.warning("[%s] refused: %d calls", event.channel.id, len(self.calls))
+            if self.refusing or len(self.calls) >= self.config.limits.max_calls:
+                why = "shutting down" if self.refusing else f"{len(self.calls)} calls"
+                log.warning("[%s] refused: %s", event.channel.id, why)
                 self._spawn(self._refuse(event.channel.id))
                 return
             self._spawn(self._run_call(event))

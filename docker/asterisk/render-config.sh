@@ -27,6 +27,10 @@
 #   AST_EXTERNAL_SIGNALING_ADDRESS
 #   AST_LOCAL_NET                  networks that are not behind the NAT (CIDR, space or comma
 #                                  separated; default: this container's networks; "none")
+#   AST_EXTERNAL_SIGNALING_PORT    the SIP port phones outside reach (the published host port;
+#                                  used only with an external signaling address)
+#   AST_RTP_START, AST_RTP_END     the RTP port range (rtp.conf's rtpstart/rtpend; compose
+#                                  publishes the same range on the host)
 #   AST_AMI_BIND_ADDRESS           replaces 127.x in manager.conf bindaddr (default 0.0.0.0)
 #   AST_AMI_PERMIT                 networks allowed to log in to AMI, in addition to the
 #                                  tested file's 127.0.0.1 (default: this container's networks)
@@ -55,6 +59,9 @@ media_address=${AST_MEDIA_ADDRESS:-}
 external_media=${AST_EXTERNAL_MEDIA_ADDRESS:-${AST_EXTERNAL_ADDRESS:-}}
 external_signaling=${AST_EXTERNAL_SIGNALING_ADDRESS:-${AST_EXTERNAL_ADDRESS:-}}
 ami_bind=${AST_AMI_BIND_ADDRESS:-0.0.0.0}
+external_signaling_port=${AST_EXTERNAL_SIGNALING_PORT:-}
+rtp_start=${AST_RTP_START:-}
+rtp_end=${AST_RTP_END:-}
 route_table=${AGI_BRIDGE_PROC_NET_ROUTE:-/proc/net/route}
 
 # The IPv4 networks this container is attached to (directly connected routes), as CIDR.
@@ -129,6 +136,9 @@ render_pjsip() {
                 for net in $local_net; do echo "local_net = $net"; done
                 [ -z "$external_media" ] || echo "external_media_address = $external_media"
                 [ -z "$external_signaling" ] || echo "external_signaling_address = $external_signaling"
+                if [ -n "$external_signaling" ] && [ -n "$external_signaling_port" ]; then
+                    echo "external_signaling_port = $external_signaling_port"
+                fi
             else
                 echo "[$name](+type=endpoint)"
                 echo "media_address =${media_address:+ $media_address}"
@@ -169,6 +179,23 @@ render_manager() {
             for net in $ami_permit; do echo "permit = $net"; done
         done
     } > "$out.tmp"
+    mv "$out.tmp" "$out"
+}
+
+# rtp.conf with the port range of AST_RTP_START/AST_RTP_END (each optional).
+render_rtp() {
+    in=$src/rtp.conf out=$dest/rtp.conf
+    for port in "$rtp_start" "$rtp_end"; do
+        case $port in
+            "" | *[!0-9]*) [ -z "$port" ] || die "AST_RTP_START/AST_RTP_END must be port numbers: $port" ;;
+        esac
+    done
+    if [ -n "$rtp_start" ] && [ -n "$rtp_end" ] && [ "$rtp_start" -ge "$rtp_end" ]; then
+        die "AST_RTP_START ($rtp_start) must be below AST_RTP_END ($rtp_end)"
+    fi
+    sed -e "${rtp_start:+s/^rtpstart[[:space:]]*=.*/rtpstart = $rtp_start/}" \
+        -e "${rtp_end:+s/^rtpend[[:space:]]*=.*/rtpend = $rtp_end/}" "$in" > "$out.tmp"
+    chmod 0644 "$out.tmp"
     mv "$out.tmp" "$out"
 }
 
@@ -215,6 +242,7 @@ for f in "$src"/*.conf; do
     case $overrides:$name in
         yes:pjsip.conf) render_pjsip ;;
         yes:manager.conf) render_manager ;;
+        yes:rtp.conf) render_rtp ;;
         *) cp "$f" "$dest/$name.tmp" && chmod 0644 "$dest/$name.tmp" && mv "$dest/$name.tmp" "$dest/$name" ;;
     esac
 done

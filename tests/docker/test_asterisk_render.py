@@ -226,3 +226,38 @@ def test_entrypoint_keeps_addresses_and_unresolvable_names(tmp_path: Path) -> No
     )
     assert (res.returncode, res.stdout) == (0, "AGI_BRIDGE_HOST=no-such-host.invalid\n")
     assert "WARNING: cannot resolve no-such-host.invalid" in res.stderr
+
+
+def test_rtp_range_from_the_environment(tmp_path: Path) -> None:
+    dest, res = render(tmp_path, AST_RTP_START="20000", AST_RTP_END="20049")
+    assert res.returncode == 0, res.stderr
+    tested = (ASTERISK_CONFIG / "rtp.conf").read_text()
+    rendered = (dest / "rtp.conf").read_text()
+    assert "rtpstart = 20000\n" in rendered and "rtpend = 20049\n" in rendered
+    # everything else of the tested file unchanged
+    strip = [ln for ln in tested.splitlines() if not ln.startswith(("rtpstart", "rtpend"))]
+    assert [ln for ln in rendered.splitlines() if not ln.startswith(("rtpstart", "rtpend"))] == (
+        strip
+    )
+
+
+@pytest.mark.parametrize(
+    ("start", "end"), [("20000", "19999"), ("abc", "20049"), ("20000", "20000")]
+)
+def test_unusable_rtp_range_is_refused(tmp_path: Path, start: str, end: str) -> None:
+    _, res = render(tmp_path, AST_RTP_START=start, AST_RTP_END=end)
+    assert res.returncode != 0
+    assert "AST_RTP_" in res.stderr
+
+
+def test_external_signaling_port_only_with_an_external_address(tmp_path: Path) -> None:
+    dest, res = render(tmp_path, AST_EXTERNAL_SIGNALING_PORT="5070")
+    assert res.returncode == 0, res.stderr
+    assert "external_signaling_port" not in (dest / "pjsip.conf").read_text()
+    dest, res = render(
+        tmp_path, AST_EXTERNAL_SIGNALING_PORT="5070", AST_EXTERNAL_ADDRESS="192.0.2.10"
+    )
+    assert res.returncode == 0, res.stderr
+    transport = sections((dest / "pjsip.conf").read_text())["[transport-udp](+)"]
+    assert "external_signaling_address = 192.0.2.10" in transport
+    assert "external_signaling_port = 5070" in transport

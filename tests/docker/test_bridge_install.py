@@ -115,6 +115,26 @@ def test_install_gives_a_working_agi_bridge(venv_bin: Path) -> None:
     assert "site-packages" in out and str(REPO) not in out
 
 
+def test_the_installed_package_writes_its_configuration(venv_bin: Path, tmp_path: Path) -> None:
+    """`pip install agi-bridge` is enough: `agi-bridge init` of the installed package (no
+    checkout around it) writes the tested asterisk-config/ and the example config."""
+    res = subprocess.run(
+        [str(venv_bin / "agi-bridge"), "init", str(tmp_path / "pbx")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    written = tmp_path / "pbx"
+    assert (written / "agi-bridge.yaml").read_bytes() == (
+        REPO / "examples" / "agi-bridge.yaml"
+    ).read_bytes()
+    for conf in (REPO / "asterisk-config").iterdir():
+        assert (written / "asterisk-config" / conf.name).read_bytes() == conf.read_bytes()
+
+
 @pytest.mark.parametrize(
     "files",
     [(COMPOSE, COMPOSE_SIMULATOR), (COMPOSE,)],

@@ -258,3 +258,33 @@ def test_makefile_targets() -> None:
     assert "-f docker/compose.yaml" in makefile
     assert "$(if $(OPENAI_API_KEY),,-f docker/compose.simulator.yaml)" in makefile
     assert "--profile smoke run --rm softphone" in makefile
+
+
+def test_each_built_image_has_its_own_name(stack: dict[str, Any]) -> None:
+    """Two services building one tag flip it between two image IDs at every build, so
+    every `up` recreated both containers (a repeat `make smoke` took 95 s, not 20 s)."""
+    built = {name: s["image"] for name, s in stack["services"].items() if "build" in s}
+    assert set(built) == {"asterisk", "bridge", "simulator", "softphone"}
+    assert len(set(built.values())) == len(built), built
+
+
+def test_host_ports_from_the_environment() -> None:
+    env = {
+        "AGI_BRIDGE_SIP_PORT": "5070",
+        "AGI_BRIDGE_RTP_START": "20000",
+        "AGI_BRIDGE_RTP_END": "20049",
+    }
+    asterisk = load_compose(COMPOSE, env=env)["services"]["asterisk"]
+    ports = {p.container_ports: p for p in published_ports(asterisk)}
+    assert ports[(5060, 5060)].host_ports == (5070, 5070)  # SIP: only the host side moves
+    assert ports[(20000, 20049)].host_ports == (20000, 20049)  # RTP: the SDP carries it
+    assert set(ports) == {(5060, 5060), (20000, 20049)}
+    # ... and Asterisk in the container uses that range (render-config.sh: rtp.conf)
+    own = environment(asterisk)
+    assert (own["AST_RTP_START"], own["AST_RTP_END"]) == ("20000", "20049")
+    assert own["AST_EXTERNAL_SIGNALING_PORT"] == "5070"
+    defaults = environment(load_compose(COMPOSE)["services"]["asterisk"])
+    assert (defaults["AST_RTP_START"], defaults["AST_RTP_END"]) == (
+        conf_value("rtp.conf", "general", "rtpstart"),
+        conf_value("rtp.conf", "general", "rtpend"),
+    )

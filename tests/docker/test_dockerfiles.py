@@ -108,7 +108,7 @@ def test_asterisk_drops_root_and_checks_boot() -> None:
 
 def test_bridge_image() -> None:
     df = parse_dockerfile(BRIDGE)
-    assert [df.base_image(s) for s in df.stages] == ["python:3.11-slim", "python:3.11-slim"]
+    assert [df.base_image(s) for s in df.stages] == ["python:3.11-slim-bookworm"] * 2
     final = df.final
     users = final.all("USER")
     assert users and users[-1].args not in ("root", "0"), "the bridge runs as a non-root user"
@@ -146,3 +146,32 @@ def test_softphone_image() -> None:
     copies = {dest: sources for _, sources, dest in df.final.copies()}
     assert copies["/usr/local/bin/agi-bridge-smoke"] == ["smoke.py"]
     assert df.final.all("USER")[-1].args == "smoke"
+
+
+DOCKERFILES = sorted(DOCKER.glob("*/Dockerfile")) + sorted(
+    (SCRIPTS / "docker-base-images").glob("*.Dockerfile")
+)
+
+
+def test_no_syntax_directive() -> None:
+    """`# syntax=docker/dockerfile:1` makes BuildKit fetch a frontend image from a registry
+    before building anything: offline (or behind a mirror) every build fails at once."""
+    assert len(DOCKERFILES) >= 4
+    for path in DOCKERFILES:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            assert not re.match(r"#\s*syntax\s*=", line, re.I), f"{path}:{number}: {line}"
+
+
+def test_ci_base_images_are_the_ones_the_dockerfiles_start_from() -> None:
+    """scripts/docker-base-images.sh makes exactly the images the shipped Dockerfiles name
+    (tests/docker/test_docker_stack.py builds with them where no registry is reachable)."""
+    script = (SCRIPTS / "docker-base-images.sh").read_text()
+    made = set(re.findall(r"^(?:debian|python)_image (\S+) ", script, re.M))
+    wanted = set()
+    for path in (ASTERISK, BRIDGE, SOFTPHONE):
+        df = parse_dockerfile(path)
+        wanted |= {df.base_image(stage) for stage in df.stages}
+    assert made == wanted, (made, wanted)
+    # the host's CA bundle goes only into the CI-only images, never into shipped files
+    for path in (ASTERISK, BRIDGE, SOFTPHONE):
+        assert "ca-certificates.crt" not in path.read_text() and "CERT" not in path.read_text()

@@ -167,6 +167,22 @@ def free_port() -> int:
     raise HarnessError(f"no free port in {TEST_PORT_RANGE}")
 
 
+def busy_ports_message(busy: list[str]) -> str:
+    """Which fixed ports of asterisk-config/ are taken, by whom, and what to do about it."""
+    from agi_bridge.cli.ports import describe_holders
+
+    held = "; ".join(
+        f"{HOST} {spec} {describe_holders(int(spec.split('/')[1]), spec.split('/')[0])}"
+        for spec in busy
+    )
+    return (
+        f"the e2e Asterisk needs the fixed ports of asterisk-config/ (SIP udp/{SIP_PORT}, "
+        f"AMI tcp/{AMI_PORT}), but {held}. Another e2e run or the Docker stack (`make up`, "
+        "docker-proxy) holds them: run e2e tests under `flock /tmp/agi-e2e.lock`, "
+        "`make down` a running stack, or stop the process named"
+    )
+
+
 def port_in_use(port: int, kind: int = socket.SOCK_STREAM) -> bool:
     with socket.socket(socket.AF_INET, kind) as s:
         if kind == socket.SOCK_STREAM:
@@ -297,10 +313,7 @@ class Asterisk:
         busy += [f"tcp/{AMI_PORT}"] if port_in_use(AMI_PORT) else []
         busy += [f"tcp/{ARI_PORT}"] if port_in_use(ARI_PORT) else []
         if busy:
-            raise HarnessError(
-                f"127.0.0.1 {', '.join(busy)} already in use (another Asterisk still running?"
-                " see `ss -lunpt`); refusing to start a second one"
-            )
+            raise HarnessError(busy_ports_message(busy))
         self.prepare()
         if self.mount_proc and not mounts_under(self.root / "proc"):
             subprocess.run(["mount", "-t", "proc", "proc", str(self.root / "proc")], check=True)
@@ -909,6 +922,7 @@ class RtpPacket:
     marker: bool
     event_id: int | None  # RFC 4733 event (payload type 101): 0-9, 10 = '*', 11 = '#'
     event_end: bool | None
+    payload: bytes = b""  # the RTP payload (audio packets)
 
 
 class RtpCapture:
@@ -984,6 +998,7 @@ class RtpCapture:
             "rtp.marker",
             "rtpevent.event_id",
             "rtpevent.end_of_event",
+            "rtp.payload",
         ]
         cmd = [
             "tshark",
@@ -1019,6 +1034,7 @@ class RtpCapture:
                     marker=_flag(v[7]) or False,
                     event_id=int(v[8]) if v[8] else None,
                     event_end=_flag(v[9]),
+                    payload=bytes.fromhex(v[10].replace(":", "")) if len(v) > 10 else b"",
                 )
             )
         return packets
@@ -1037,9 +1053,33 @@ def _flag(value: str) -> bool | None:
 
 
 def from_asterisk(packets: Iterable[RtpPacket]) -> list[RtpPacket]:
-    """Packets sent from Asterisk's RTP ports to a phone."""
+    """Packets sent from Asterisk's RTP ports to a phone (not to the bridge: ARI's
+    externalMedia RTP also leaves Asterisk's range, towards the bridge's own port)."""
     lo, hi = ASTERISK_RTP_PORTS
-    return [p for p in packets if lo <= p.src_port <= hi and not lo <= p.dst_port <= hi]
+    plo, phi = PHONE_RTP_PORTS
+    return [p for p in packets if lo <= p.src_port <= hi and plo <= p.dst_port <= phi]
+
+
+ULAW_SILENCE = frozenset(b"\xff\x7f")  # µ-law +0 and -0
+
+
+def first_voiced_run_frames(packets: Iterable[RtpPacket], max_gap: int = 3) -> int:
+    """Length, in 20 ms packets, of the first stretch of non-silent µ-law audio: from the
+    first packet with a non-zero sample to the last one before ``max_gap`` silent packets.
+    Counted on sequence numbers (modulo 2**16), so a lost packet does not shorten it."""
+    audio = sorted((p for p in packets if p.payload_type == 0 and p.payload), key=lambda p: p.time)
+    voiced = [p.seq for p in audio if not set(p.payload) <= ULAW_SILENCE]
+    if not voiced:
+        return 0
+    length = 1
+    last = voiced[0]
+    for seq in voiced[1:]:
+        step = (seq - last) % 2**16
+        if step > max_gap + 1:
+            break
+        length += step
+        last = seq
+    return length
 
 
 def dtmf_digits(packets: Iterable[RtpPacket], payload_type: int = 101) -> list[str]:
@@ -1243,6 +1283,7 @@ class FakeBridge:
         self.status = status
         self.ami_secret = ami_secret
         self.sessions: list[FakeSession] = []
+        self.status_requests: list[dict[str, str]] = []  # AGI(agi://.../status,UUID)
         self.errors: list[str] = []
         self._by_uuid: dict[str, FakeSession] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -1303,6 +1344,11 @@ class FakeBridge:
                     break
                 key, _, value = line.partition(": ")
                 env[key] = value
+            if env.get("agi_network_script", "").startswith("status"):
+                # the dialplan's status question after AudioSocket(): the fake sets the
+                # status over AMI only, so it has nothing to add here
+                self.status_requests.append(env)
+                return
             session = FakeSession(agi_env=env)
             self.sessions.append(session)
             if self.set_uuid:

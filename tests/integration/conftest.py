@@ -17,7 +17,11 @@ from agi_bridge.simulator import Scenario, Simulator
 from agi_bridge.virtual_caller import espeak
 
 BASE_CONFIG = """
-listen: {audiosocket: "127.0.0.1:0", fastagi: "127.0.0.1:0", http: "127.0.0.1:0"}
+listen:
+  audiosocket: "127.0.0.1:0"
+  fastagi: "127.0.0.1:0"
+  http: "127.0.0.1:0"
+  audiosocket_unregistered: default_agent  # virtual callers without FastAGI
 ami: {enabled: false}
 records: {enabled: false}
 realtime: {provider: url, url: "ws://unused", connect_timeout_s: 3}
@@ -46,6 +50,23 @@ class Events:
 
     def of(self, kind: str, call_id: str | None = None) -> list[dict[str, Any]]:
         return [d for c, k, d in self.items if k == kind and (call_id is None or c == call_id)]
+
+
+@pytest.fixture(autouse=True)
+def _admin_token_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The admin token file (admin.token_file, under ~) goes to a fresh HOME per test."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("AGI_BRIDGE_ADMIN_TOKEN", raising=False)
+    return home
+
+
+def admin_headers() -> dict[str, str]:
+    """The Authorization header for the admin API of a bridge started in this test."""
+    from pathlib import Path
+
+    token = (Path.home() / ".config/agi-bridge/admin.token").read_text().strip()
+    return {"Authorization": f"Bearer {token}"}
 
 
 @pytest.fixture

@@ -17,7 +17,9 @@ from agi_bridge.errors import AmiError
 from agi_bridge.virtual_caller import VirtualCaller
 
 HEADER = """
-listen: {audiosocket: "127.0.0.1:0", fastagi: "127.0.0.1:0", http: "127.0.0.1:0"}
+listen:
+  {audiosocket: "127.0.0.1:0", fastagi: "127.0.0.1:0", http: "127.0.0.1:0",
+   audiosocket_unregistered: default_agent}  # virtual callers without FastAGI
 ami: {enabled: false}
 records: {enabled: false}
 realtime: {provider: url, url: "ws://unused", connect_timeout_s: 3}

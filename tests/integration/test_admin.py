@@ -19,7 +19,7 @@ from agi_bridge.config import ConfigError
 from agi_bridge.simulator import Scenario, Simulator, Turn
 from agi_bridge.virtual_caller import VirtualCaller
 
-from .conftest import BridgeFactory, Events
+from .conftest import BridgeFactory, Events, admin_headers
 from .helpers import config, registered_caller, until
 from .test_ami import SECRET, USER, FakeAmi
 from .test_call_flow import voiced_frames
@@ -59,6 +59,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def call_json(
     http: aiohttp.ClientSession, method: str, url: str, **kwargs: Any
 ) -> tuple[int, dict[str, Any]]:
+    """One admin request, with the bridge's token unless ``headers`` are given."""
+    if "headers" not in kwargs:
+        kwargs["headers"] = admin_headers()
     async with http.request(method, url, **kwargs) as response:
         return response.status, await response.json()
 
@@ -168,7 +171,7 @@ async def test_admin_token_is_required_when_set(
     monkeypatch.setenv("AGI_BRIDGE_ADMIN_TOKEN", "t0k3n-for-tests")
     bridge, _ = await start_bridge(config(AGENT))
     url = f"{admin_url(bridge)}/calls"
-    status, body = await call_json(http, "GET", url)
+    status, body = await call_json(http, "GET", url, headers={})
     assert (status, body["ok"]) == (401, False)
     status, _ = await call_json(http, "GET", url, headers={"Authorization": "Bearer wrong"})
     assert status == 401
@@ -304,6 +307,15 @@ def test_check_without_connect_and_config_errors(
     assert capsys.readouterr().out == (
         f"OK   config {good}: 1 agent (default), 1 route, 0 webhook tools\n"
     )
+    # warnings (a new voice, a model with a shutdown date) do not fail the check
+    warned = tmp_path / "warned.yaml"
+    warned.write_text(
+        "agents:\n  default:\n    voice: juniper\n    transcription_model: whisper-1\n"
+    )
+    assert run_main(["check", "-c", str(warned)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1].startswith(f"WARN {warned}:3 agents.default.voice: voice 'juniper'")
+    assert out[2].startswith(f"WARN {warned}:4 agents.default.transcription_model: whisper-1")
     bad = tmp_path / "bad.yaml"
     bad.write_text("agents:\n  default: {}\nroutes:\n  - {dnid: '1', agent: sales}\n")
     assert run_main(["check", "-c", str(bad)]) == 2

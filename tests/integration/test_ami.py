@@ -503,3 +503,57 @@ async def test_amimessage_lookup() -> None:
     with contextlib.suppress(AttributeError):
         message.headers = ()  # type: ignore[misc]
         raise AssertionError("AmiMessage must be frozen")
+
+
+class FlappingAmi(FakeAmi):
+    """Accepts the login, then drops the connection at once (issue 12: it used to be
+    retried every reconnect_backoff minimum, forever)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.login_times: list[float] = []
+
+    def _answer(self, block: Headers, writer: asyncio.StreamWriter) -> bool:
+        keep = super()._answer(block, writer)
+        if dict(block).get("Action", "").lower() == "login":
+            self.login_times.append(asyncio.get_running_loop().time())
+            asyncio.get_running_loop().call_later(0.01, writer.close)
+        return keep
+
+
+async def test_login_then_drop_backs_off(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="agi_bridge.asterisk.ami")
+    fake = FlappingAmi()
+    await fake.start()
+    ami = make_client(fake.port, reconnect_backoff=(0.02, 0.32), stable_after=5.0)
+    try:
+        await ami.start()
+        await asyncio.sleep(2.0)
+    finally:
+        await ami.close()
+        await fake.stop()
+    # 0.02, 0.04, 0.08, 0.16, 0.32, 0.32 ...: about 8 in 2 s (no backoff: about 60)
+    assert 4 <= fake.logins <= 10, fake.logins
+    gaps = [b - a for a, b in zip(fake.login_times, fake.login_times[1:], strict=False)]
+    assert gaps[-1] > 0.25 and gaps[-1] > 4 * gaps[0]
+    lost = [r for r in caplog.records if "connection to" in r.getMessage() and "lost" in r.message]
+    assert len(lost) >= 4
+    assert len([r for r in lost if r.levelno == logging.WARNING]) <= 2  # the first, the 10th
+
+
+async def test_repeated_login_failures_warn_every_tenth(
+    fake: FakeAmi, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="agi_bridge.asterisk.ami")
+    fake.refuse_login = True
+    ami = make_client(fake.port, reconnect_backoff=(0.001, 0.002))
+    try:
+        await ami.start()
+        await until(lambda: fake.logins >= 25, 10.0)
+    finally:
+        await ami.close()
+    failed = [r for r in caplog.records if "AMI login" in r.getMessage()]
+    warnings = [r for r in failed if r.levelno == logging.WARNING]
+    assert len(failed) >= 25
+    assert 1 <= len(warnings) <= len(failed) // 10 + 1
+    assert SECRET not in caplog.text

@@ -138,7 +138,7 @@ def pending(clock: FakeClock) -> PendingCalls:
 
 @pytest.fixture
 async def server(pending: PendingCalls) -> AsyncIterator[FastAgiServer]:
-    srv = FastAgiServer(pending, "127.0.0.1", 0, request_timeout=0.5)
+    srv = FastAgiServer(pending, "127.0.0.1", 0, request_timeout=0.5, header_timeout=0.5)
     await srv.start()
     try:
         yield srv
@@ -329,7 +329,7 @@ async def test_silent_client_is_timed_out(server: FastAgiServer, pending: Pendin
         loop = asyncio.get_running_loop()
         start = loop.time()
         assert await ast.closed(timeout=3.0)
-        assert loop.time() - start < 1.5  # request_timeout=0.5
+        assert loop.time() - start < 1.5  # header_timeout=0.5
     finally:
         await ast.close()
     assert len(pending) == 0
@@ -394,18 +394,28 @@ async def test_client_closes_early(server: FastAgiServer, pending: PendingCalls)
 
 async def test_connection_limit(pending: PendingCalls, caplog: pytest.LogCaptureFixture) -> None:
     async with FastAgiServer(pending, "127.0.0.1", 0, max_connections=1) as srv:
-        idle = await Asterisk.connect(srv.port)
+        # a connection that sent its environment and waits for a reply holds its slot...
+        busy = await Asterisk.connect(srv.port)
         try:
-            await idle.send(b"agi_network: yes\n")
-            await asyncio.sleep(0.05)
+            await busy.send(env_block("agent", ["a"]))
+            assert (await busy.command())[:2] == ["SET", "VARIABLE"]
             extra = await Asterisk.connect(srv.port)
             try:
                 assert await extra.closed(timeout=0.5)
             finally:
                 await extra.close()
         finally:
+            await busy.close()
+        assert "refused: 1 connections from this source" in caplog.text
+        # ...an idle one (nothing sent yet) gives way to a new connection
+        idle = await Asterisk.connect(srv.port)
+        try:
+            await idle.send(b"agi_network: yes\n")
+            await asyncio.sleep(0.05)
+            assert "AGI_BRIDGE_UUID" in await run_call(srv.port, env_block("agent", ["a"]))
+            assert await idle.closed(timeout=0.5)
+        finally:
             await idle.close()
-        assert "refused: 1 connections in progress" in caplog.text
 
 
 async def test_close_ends_active_connections(pending: PendingCalls) -> None:
@@ -427,11 +437,12 @@ async def test_close_ends_active_connections(pending: PendingCalls) -> None:
 async def test_pending_calls_bounded(caplog: pytest.LogCaptureFixture) -> None:
     pending = PendingCalls(max_pending=2, clock=FakeClock())
     async with FastAgiServer(pending, "127.0.0.1", 0) as srv:
-        assert "AGI_BRIDGE_UUID" in await run_call(srv.port, env_block("agent", ["a"]))
+        first = (await run_call(srv.port, env_block("agent", ["a"])))["AGI_BRIDGE_UUID"]
         assert "AGI_BRIDGE_UUID" in await run_call(srv.port, env_block("agent", ["b"]))
-        assert await run_call(srv.port, env_block("agent", ["c"])) == {}
-    assert len(pending) == 2
-    assert "pending calls full (2)" in caplog.text
+        third = (await run_call(srv.port, env_block("agent", ["c"])))["AGI_BRIDGE_UUID"]
+    # never more than max_pending: the newest call is kept, the oldest one dropped
+    assert len(pending) == 2 and third in pending and first not in pending
+    assert "2 pending in all, dropped the oldest" in caplog.text
 
 
 def test_pending_calls_rules() -> None:

@@ -172,7 +172,15 @@ async def test_a_call_leaves_a_complete_record_and_metrics(
     assert summary["tokens"] == expected
     assert expected["audio_out"] > 0 and expected["text_in"] > 0
     cost = sum(n * getattr(TEST_PRICE, kind) for kind, n in expected.items()) / 1e6
-    assert summary["cost_usd"] == pytest.approx(cost, abs=1e-6)
+    # the caller's transcription is billed apart, by duration, at its own model's price
+    transcribed = sum(e["usage"]["seconds"] for e in events.of("transcription_usage"))
+    assert transcribed > 1.0
+    asr = transcribed / 60 * cfg.prices["gpt-live-transcribe"].audio_minute
+    assert summary["costs"]["realtime"] == pytest.approx(cost, abs=1e-6)
+    assert summary["costs"]["transcription"] == pytest.approx(asr, abs=1e-6)
+    assert summary["cost_usd"] == pytest.approx(cost + asr, abs=1e-6)
+    assert summary["cost_notes"] == []
+    assert summary["transcription"]["model"] == "gpt-live-transcribe"
     assert summary["price"] == "gpt-realtime"
     # latency per turn: what the call measured
     assert summary["latency_ms"]["turns"] == [e["ms"] for e in events.of("turn_latency")]
@@ -200,6 +208,9 @@ async def test_a_call_leaves_a_complete_record_and_metrics(
     assert metric(
         values, "agi_bridge_estimated_cost_usd_total", model="gpt-realtime"
     ) == pytest.approx(cost, abs=1e-6)
+    assert metric(
+        values, "agi_bridge_estimated_cost_usd_total", model="gpt-live-transcribe"
+    ) == pytest.approx(asr, abs=1e-6)
     assert "agi_bridge_late_frames_total" in text
     assert "agi_bridge_playout_underruns_total" in text
     assert metric(values, "agi_bridge_reconnects_total", target="ami") == 0
@@ -430,7 +441,8 @@ async def bridge_process(
     config = tmp_path / "bridge.yaml"
     config.write_text(
         f"""
-listen: {{audiosocket: "127.0.0.1:0", fastagi: "127.0.0.1:0", http: "127.0.0.1:0"}}
+listen: {{audiosocket: "127.0.0.1:0", fastagi: "127.0.0.1:0", http: "127.0.0.1:0",
+          audiosocket_unregistered: default_agent}}
 ami: {{enabled: false}}
 realtime: {{provider: url, url: "{simulator.url}", connect_timeout_s: 5}}
 records: {{dir: "{records}", wav: true}}

@@ -12,7 +12,7 @@ TRANSCRIBED = PCMU_SESSION | {
     "audio": {
         "input": {
             "format": {"type": "audio/pcmu"},
-            "transcription": {"model": "gpt-4o-mini-transcribe"},
+            "transcription": {"model": "gpt-live-transcribe"},
         },
         "output": {"format": {"type": "audio/pcmu"}},
     }

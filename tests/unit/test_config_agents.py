@@ -153,13 +153,15 @@ def test_bad_type_in_a_transfer_target() -> None:
     )
 
 
-def test_bad_voice_in_defaults_names_defaults() -> None:
-    exc = error("defaults:\n  voice: bob\nagents:\n  default: {}\n")
-    assert str(exc).startswith("bridge.yaml:2 defaults.voice: unknown voice 'bob'")
+def test_unknown_voice_in_defaults_warns_once_naming_defaults() -> None:
+    cfg = load_text("defaults:\n  voice: bob\nagents:\n  default: {}\n  b: {}\n", FILE)
+    assert len(cfg.warnings) == 1
+    assert cfg.warnings[0].startswith("bridge.yaml:2 defaults.voice: voice 'bob' is not one of")
+    assert cfg.agents["b"].voice == "bob"
 
 
 def test_bad_voice_in_an_agent_keeps_its_line_despite_defaults() -> None:
-    exc = error("defaults:\n  voice: ash\nagents:\n  default:\n    greeting: ''\n    voice: bob\n")
+    exc = error("defaults:\n  voice: ash\nagents:\n  default:\n    greeting: ''\n    voice: B!\n")
     assert (exc.line, exc.key) == (6, "agents.default.voice")
 
 
@@ -181,7 +183,7 @@ def test_unknown_tool_inherited_from_defaults_points_at_defaults() -> None:
     exc = error("defaults:\n  tools: [hangup, fax]\nagents:\n  default: {}\n")
     assert str(exc) == (
         "bridge.yaml:2 defaults.tools[1] (inherited by agents.default): unknown tool 'fax', "
-        "expected send_dtmf, hangup, transfer, switch_agent"
+        "expected send_dtmf, hangup, transfer, switch_agent, collect_digits"
     )
 
 
@@ -232,7 +234,7 @@ def test_webhook_tool_name_clashing_with_a_builtin() -> None:
     exc = webhook_error(name="transfer")
     assert str(exc) == (
         "bridge.yaml:2 tools.transfer: tool name 'transfer' clashes with a built-in tool "
-        "(send_dtmf, hangup, transfer, switch_agent)"
+        "(send_dtmf, hangup, transfer, switch_agent, collect_digits)"
     )
     assert "bad name" not in str(webhook_error(name="hangup"))
     assert "letters, digits" in str(webhook_error(name="'look up'"))

@@ -95,7 +95,8 @@ def test_session_update_default_shape() -> None:
         "create_response": True,
         "interrupt_response": True,
     }
-    assert s["audio"]["input"]["transcription"] == {"model": "gpt-4o-mini-transcribe"}
+    # the documented successor for live transcription (models.DEFAULT_TRANSCRIPTION_MODEL)
+    assert s["audio"]["input"]["transcription"] == {"model": "gpt-live-transcribe"}
     assert "noise_reduction" not in s["audio"]["input"]
     # no tools configured: an empty list (clears a previous agent's tools), no tool_choice
     assert s["tools"] == []
@@ -547,3 +548,49 @@ def test_protocol_error_chains_the_json_error() -> None:
         rt.parse_server_event("{oops")
     assert isinstance(info.value.__cause__, ValueError)
     assert isinstance(info.value, ProtocolError)
+
+
+def test_session_update_gpt_realtime_2_fields_by_their_ga_names() -> None:
+    cfg = rt.SessionConfig(
+        model="gpt-realtime-2",
+        reasoning_effort="low",
+        parallel_tool_calls=False,
+        truncation_retention_ratio=0.8,
+    )
+    s = rt.session_update(cfg)["session"]
+    assert s["reasoning"] == {"effort": "low"}
+    assert s["parallel_tool_calls"] is False
+    assert s["truncation"] == {"type": "retention_ratio", "retention_ratio": 0.8}
+    s = rt.session_update(rt.SessionConfig(truncation="disabled"))["session"]
+    assert s["truncation"] == "disabled"
+    assert "reasoning" not in s and "parallel_tool_calls" not in s
+
+
+def test_parse_timeout_triggered() -> None:
+    msg = (
+        b'{"type":"input_audio_buffer.timeout_triggered","event_id":"event_1",'
+        b'"audio_start_ms":1200,"audio_end_ms":7200,"item_id":"item_9"}'
+    )
+    assert rt.parse_server_event(msg) == rt.InputTimeout("item_9", 1200, 7200)
+
+
+def test_parse_transcription_usage_duration_and_tokens() -> None:
+    dur = rt.parse_server_event(
+        b'{"type":"conversation.item.input_audio_transcription.completed","event_id":"e",'
+        b'"item_id":"i","content_index":0,"transcript":"hi",'
+        b'"usage":{"type":"duration","seconds":2.5}}'
+    )
+    assert dur == rt.TranscriptionCompleted("i", "hi", rt.TranscriptionUsage("duration", 2.5))
+    tok = rt.parse_server_event(
+        b'{"type":"conversation.item.input_audio_transcription.completed","event_id":"e",'
+        b'"item_id":"i","content_index":0,"transcript":"hi","usage":{"type":"tokens",'
+        b'"input_tokens":30,"output_tokens":5,"total_tokens":35,'
+        b'"input_token_details":{"audio_tokens":28,"text_tokens":2}}}'
+    )
+    assert isinstance(tok, rt.TranscriptionCompleted)
+    assert tok.usage == rt.TranscriptionUsage("tokens", 0.0, 28, 2, 5)
+    bare = rt.parse_server_event(
+        b'{"type":"conversation.item.input_audio_transcription.completed","item_id":"i",'
+        b'"transcript":"x"}'
+    )
+    assert isinstance(bare, rt.TranscriptionCompleted) and bare.usage.kind == ""

@@ -93,22 +93,29 @@ def test_cost_uses_the_price_per_million_tokens() -> None:
     assert cost_usd({"audio_out": 1500}, price) == pytest.approx(1500 * 64 / 1e6)
 
 
-def test_price_lookup_exact_then_longest_prefix() -> None:
+def test_price_lookup_by_exact_name_only() -> None:
     prices = DEFAULT_PRICES
     assert price_for(prices, "gpt-realtime")[0] == "gpt-realtime"  # type: ignore[index]
+    # a dated snapshot maps explicitly (same_as), never by prefix
     assert price_for(prices, "gpt-realtime-2025-08-28")[0] == "gpt-realtime"  # type: ignore[index]
-    assert price_for(prices, "gpt-realtime-mini-2025-10-06")[0] == "gpt-realtime-mini"  # type: ignore[index]
+    # its own entry, never the gpt-realtime rate by prefix; an unknown name: no price
+    assert price_for(prices, "gpt-realtime-2.1-mini")[0] == "gpt-realtime-2.1-mini"  # type: ignore[index]
+    assert price_for(prices, "gpt-realtime-3-mini") is None
+    assert price_for(prices, "gpt-realtime-mini-2025-10-06") is None
     assert price_for(prices, "my-azure-deployment") is None
+    assert price_for({"x": Price(same_as="missing")}, "x") is None
 
 
 def test_config_prices_extend_the_defaults_and_reject_negatives() -> None:
     cfg = load_text("prices:\n  my-deployment: {audio_in: 30, audio_out: 60}\n", "p.yaml")
-    assert set(cfg.prices) == {"gpt-realtime", "gpt-realtime-mini", "my-deployment"}
+    assert set(cfg.prices) == set(DEFAULT_PRICES) | {"my-deployment"}
     assert cfg.prices["my-deployment"] == Price(audio_in=30.0, audio_out=60.0)
     cfg = load_text("prices:\n  gpt-realtime: {audio_in: 1}\n")
     assert cfg.prices["gpt-realtime"].audio_in == 1.0
     with pytest.raises(ConfigError, match=r"p\.yaml:3 prices\.x\.text_out: must not be negative"):
         load_text("prices:\n  x:\n    text_out: -2\n", "p.yaml")
+    with pytest.raises(ConfigError, match=r"p\.yaml:3 prices\.x\.same_as: no price entry 'y'"):
+        load_text("prices:\n  x:\n    same_as: y\n", "p.yaml")
 
 
 def test_config_records_webhook_and_http_keys() -> None:
@@ -119,7 +126,7 @@ def test_config_records_webhook_and_http_keys() -> None:
     assert cfg.listen.http == ""
     assert (cfg.records.dir, cfg.records.retention_days, cfg.records.wav) == ("/tmp/r", 7, True)
     assert cfg.webhook.url == "https://example.test/hook" and cfg.webhook.retries == 1
-    assert load_text("").listen.http == "127.0.0.1:8088"
+    assert load_text("").listen.http == "127.0.0.1:9091"
     with pytest.raises(ConfigError, match=r"listen\.http: expected HOST:PORT"):
         load_text("listen: {http: nope}")
     with pytest.raises(ConfigError, match=r"webhook\.url: expected an http"):
@@ -307,8 +314,9 @@ def test_partial_log_gives_a_summary_and_a_transcript(tmp_path: Path) -> None:
         {"t": 3.0, "event": "speech_stopped", "item_id": "i1"},
         {"t": 3.5, "event": "caller_transcript", "text": "order status"},
         {"t": 3.55, "event": "turn_latency", "ms": 550.0},
+        {"t": 9.6, "event": "caller_idle"},
     ]
-    path = write_call(tmp_path, when, str(START["call_id"]), events, torn='{"t": 4.0, "ev')
+    path = write_call(tmp_path, when, str(START["call_id"]), events, torn='{"t": 10.0, "ev')
     assert path.relative_to(tmp_path).parts[:3] == ("2026", "11", "22")
     assert path.name.startswith("143205_")
     assert len(read_events(path / EVENTS_FILE)) == len(events)  # the torn line is skipped
@@ -322,6 +330,7 @@ def test_partial_log_gives_a_summary_and_a_transcript(tmp_path: Path) -> None:
     assert "agent : Hello, thanks for calling." in text
     assert "caller: order status" in text
     assert "550 ms" in text and "did not finish" in text
+    assert "caller  ... silent for the idle timeout" in text
     assert replay(read_events(path / EVENTS_FILE), DEFAULT_PRICES).summary()["responses"] == 1
 
 
@@ -403,3 +412,64 @@ def test_json_log_lines_carry_the_call_id(capsys: pytest.CaptureFixture[str]) ->
         ("-", "WARNING", "no call here"),
     ]
     assert all({"time", "logger"} <= set(r) for r in lines)
+
+
+def _ledger(start: dict[str, object]) -> Ledger:
+    prices = {
+        **DEFAULT_PRICES,
+        "asr-tokens": Price(audio_in=3.0, text_in=1.0, text_out=5.0),
+        "asr-minutes": Price(audio_minute=0.006),
+        "live-1": Price(audio_minute=0.05),
+    }
+    ledger = Ledger(prices)
+    ledger.add("start", {"call_id": "c", **start}, 0.0)
+    return ledger
+
+
+def test_transcription_usage_is_priced_on_its_own_entry() -> None:
+    ledger = _ledger({"model": "gpt-realtime", "transcription_model": "asr-tokens"})
+    usage = {"kind": "tokens", "audio_tokens": 1_000_000, "text_tokens": 0, "output_tokens": 0}
+    ledger.add("transcription_usage", {"item_id": "i1", "usage": usage}, 1.0)
+    ledger.add("caller_transcript", {"item_id": "i1", "text": "hi"}, 2.0)
+    parts, notes = ledger.costs()
+    assert parts == {"realtime": 0.0, "transcription": 3.0, "session": None}
+    assert notes == [] and ledger.cost_usd == 3.0
+    summary = ledger.summary()
+    assert summary["transcription"] == {
+        "model": "asr-tokens",
+        "tokens": {"audio_in": 1_000_000},
+        "seconds": 0.0,
+    }
+    minutes = _ledger({"model": "gpt-realtime", "transcription_model": "asr-minutes"})
+    minutes.add("transcription_usage", {"usage": {"kind": "duration", "seconds": 120.0}}, 1.0)
+    assert minutes.costs()[0]["transcription"] == 0.012
+
+
+def test_unknown_model_has_no_cost_and_says_so() -> None:
+    ledger = _ledger({"model": "gpt-realtime-3-mini", "transcription_model": "mystery-asr"})
+    ledger.add("response_done", {"usage": {"input_token_details": {"audio_tokens": 100}}}, 1.0)
+    ledger.add("transcription_usage", {"usage": {"kind": "duration", "seconds": 3.0}}, 1.0)
+    summary = ledger.summary()
+    assert summary["cost_usd"] is None and summary["price"] is None
+    assert summary["cost_notes"] == [
+        "no price for model gpt-realtime-3-mini",
+        "no price for model mystery-asr",
+    ]
+
+
+def test_simulator_calls_record_no_cost() -> None:
+    ledger = _ledger({"model": "gpt-realtime", "provider": "simulator"})
+    ledger.add("response_done", {"usage": {"input_token_details": {"audio_tokens": 100}}}, 1.0)
+    summary = ledger.summary()
+    assert summary["provider"] == "simulator"
+    assert summary["cost_usd"] is None and summary["price"] is None
+    assert summary["cost_notes"] == ["answered by the bundled simulator: no cost"]
+    assert summary["tokens"]["audio_in"] == 100  # usage is still counted
+
+
+def test_per_minute_session_billing_uses_cumulative_seconds() -> None:
+    ledger = _ledger({"model": "live-1", "provider": "gpt-live"})
+    ledger.add("session_usage", {"seconds": 30.0}, 30.0)
+    ledger.add("session_usage", {"seconds": 90.0}, 90.0)  # a total, not an increment
+    assert ledger.costs()[0]["session"] == 0.075
+    assert ledger.summary()["session_seconds"] == 90.0

@@ -1,30 +1,4 @@
-"""One shared AMI connection per process, over panoramisk 1.4.
-
-panoramisk does the wire format (``Key: Value\\r\\n`` blocks, ActionID matching, event
-dispatch). Its connection management has quirks we work around here (checked against
-the 1.4 source):
-
-* It reconnects on its own with a fixed ``reconnect_timeout`` through ``call_later``
-  handles nobody can cancel, so a closed Manager can come back to life. We subclass it
-  (:class:`BridgeManager`) to switch that off, and run our own supervisor: one fresh
-  Manager per connection, exponential backoff, connect + login bounded by a timeout.
-* A failed login only sets ``authenticated = False``; nothing retries or reports it.
-  The supervisor treats it like a dropped connection.
-* Unanswered actions are re-queued and replayed after the next login (on FullyBooted).
-  A Hangup or Originate replayed minutes later is worse than a failed action, so our
-  protocol fails them with :class:`AmiError` when the connection closes instead.
-* ``Action.multi`` raises ``KeyError('async')`` inside ``data_received`` for any
-  "... successfully queued" response to an action without an ``Async`` header (PlayDTMF),
-  which kills the connection; for Originate with Async it waits for the
-  OriginateResponse event. Sending every action with ``as_list=False`` avoids both: the
-  first response completes the action, events go to listeners.
-* Its pinger sends Ping without checking the answer, so a silent peer is never noticed.
-  We ping ourselves and reconnect when a Ping times out.
-* An exception in an event callback propagates into ``data_received`` and closes the
-  connection; listener callbacks are isolated here.
-* An empty last header (``Value: `` of Getvar) is lost by its parser: ``getvar`` returns
-  None for it, which is also what Asterisk means (it sends "" for unset variables).
-"""
+"""The process's AMI connection (AmiClient): supervisor with backoff, bounded actions."""
 
 from __future__ import annotations
 
@@ -34,168 +8,20 @@ import fnmatch
 import inspect
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from panoramisk import Manager
 from panoramisk.actions import Action
-from panoramisk.ami_protocol import AMIProtocol
 
+from agi_bridge.asterisk.ami.manager import BridgeManager, ManagerFactory
+from agi_bridge.asterisk.ami.message import AmiMessage, EventCallback
 from agi_bridge.errors import AmiError
 
-__all__ = ["AmiClient", "AmiMessage", "BridgeManager", "EventCallback"]
+__all__ = ["AmiClient"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("agi_bridge.asterisk.ami")
 
 _OK_RESPONSES = frozenset({"success", "follows", "goodbye"})
 _DTMF_DIGITS = frozenset("0123456789*#ABCDabcd")
-# The Login future has panoramisk's own done-callback, which calls result() on it: failing
-# it would raise inside that callback. A lost connection resolves ``login_result`` instead.
-_UNFAILABLE = ("login",)
-
-
-@dataclass(frozen=True)
-class AmiMessage:
-    """An AMI response or event: its headers in order, looked up case-insensitively."""
-
-    headers: tuple[tuple[str, str], ...]
-
-    @classmethod
-    def from_panoramisk(cls, message: Any) -> AmiMessage:
-        items: list[tuple[str, str]] = []
-        for key, value in message.items():
-            if key == "content" and not value:
-                continue  # panoramisk stores the (usually empty) body as a header
-            if isinstance(value, list):
-                items.extend((str(key), str(v)) for v in value)
-            else:
-                items.append((str(key), str(value)))
-        return cls(tuple(items))
-
-    def get(self, key: str, default: str = "") -> str:
-        """The first value of header *key* (any case), or *default*."""
-        wanted = key.lower()
-        for name, value in self.headers:
-            if name.lower() == wanted:
-                return value
-        return default
-
-    def get_all(self, key: str) -> list[str]:
-        """Every value of a repeated header (e.g. ``ChanVariable``)."""
-        wanted = key.lower()
-        return [value for name, value in self.headers if name.lower() == wanted]
-
-    def __getitem__(self, key: str) -> str:
-        sentinel = "\0"
-        value = self.get(key, sentinel)
-        if value is sentinel:
-            raise KeyError(key)
-        return value
-
-    def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and bool(self.get_all(key))
-
-    @property
-    def event(self) -> str:
-        """Event name (``Hangup``, ``DTMFEnd`` ...), ``""`` for a response."""
-        return self.get("Event")
-
-    @property
-    def response(self) -> str:
-        return self.get("Response")
-
-    @property
-    def message(self) -> str:
-        return self.get("Message")
-
-    @property
-    def action_id(self) -> str:
-        return self.get("ActionID")
-
-
-EventCallback = Callable[[AmiMessage], None]
-
-
-class _AmiProtocol(AMIProtocol):  # type: ignore[misc]  # panoramisk is untyped
-    """panoramisk's protocol, but unanswered actions fail instead of being replayed."""
-
-    def close(self) -> None:
-        responses: dict[str, Any] = getattr(self, "responses", None) or {}
-        for key, action in list(responses.items()):
-            name = str(action.get("Action", "?"))
-            if name.lower() in _UNFAILABLE or action.future.done():
-                continue
-            responses.pop(key, None)
-            action.future.set_exception(
-                AmiError(f"AMI connection lost before the response to {name}")
-            )
-        super().close()
-
-
-class BridgeManager(Manager):  # type: ignore[misc]  # panoramisk is untyped
-    """A panoramisk Manager for one connection: no self-reconnect, no blind pinger.
-
-    ``login_result`` resolves with the Login response (None if the connection ended
-    first); ``lost`` resolves with a reason when the connection ends.
-    """
-
-    defaults: ClassVar[dict[str, Any]] = {**Manager.defaults, "protocol_factory": _AmiProtocol}
-    pinger: Any  # set by Manager: the call_later handle of its pinger
-
-    def __init__(self, **config: Any) -> None:
-        super().__init__(**config)
-        loop: asyncio.AbstractEventLoop = self.loop
-        self.login_result: asyncio.Future[Any] = loop.create_future()
-        self.lost: asyncio.Future[str] = loop.create_future()
-
-    def connection_made(self, f: asyncio.Future[Any]) -> None:
-        # On failure panoramisk would schedule its own reconnect; the supervisor awaits
-        # the same task and handles the error instead.
-        if f.cancelled() or f.exception() is not None:
-            return
-        super().connection_made(f)
-
-    def login(self, future: asyncio.Future[Any]) -> bool:
-        ok = bool(super().login(future))
-        if not self.login_result.done():
-            self.login_result.set_result(future.result())
-        return ok
-
-    def ping(self) -> None:
-        """Disabled: AmiClient pings and checks the answer."""
-
-    async def send_awaiting_actions(self, *_: Any) -> None:
-        """Disabled: unanswered actions failed when the connection closed."""
-        self.awaiting_actions.clear()
-
-    def connection_lost(self, exc: Any) -> None:
-        # Deliberately not calling super(): it schedules an uncancellable reconnect.
-        self._connected = False
-        self.authenticated = False
-        if self.pinger is not None:
-            self.pinger.cancel()
-            self.pinger = None
-        if exc is None:
-            reason = "closed by Asterisk"
-        elif isinstance(exc, BaseException):
-            reason = f"{type(exc).__name__}: {exc}"
-        else:
-            reason = "Asterisk shut down"  # the Shutdown event
-        self._finish(reason)
-
-    def close(self) -> None:
-        super().close()
-        self.authenticated = False
-        self._finish("closed")
-
-    def _finish(self, reason: str) -> None:
-        if not self.login_result.done():
-            self.login_result.set_result(None)
-        if not self.lost.done():
-            self.lost.set_result(reason)
-
-
-ManagerFactory = Callable[..., BridgeManager]
 
 
 class AmiClient:
@@ -218,6 +44,7 @@ class AmiClient:
         reconnect_backoff: tuple[float, float] = (0.5, 10.0),
         connect_timeout: float = 5.0,
         ping_interval: float = 20.0,
+        stable_after: float = 30.0,
         manager_factory: ManagerFactory | None = None,
     ) -> None:
         low, high = reconnect_backoff
@@ -231,6 +58,9 @@ class AmiClient:
         self.reconnect_backoff = (low, high)
         self.connect_timeout = connect_timeout
         self.ping_interval = ping_interval
+        # A connection must stay up this long before the backoff starts again from the
+        # minimum: a peer that accepts the login and drops at once is retried ever slower.
+        self.stable_after = stable_after
         self._factory: ManagerFactory = manager_factory or BridgeManager
         self._manager: BridgeManager | None = None
         self._up = asyncio.Event()
@@ -292,8 +122,10 @@ class AmiClient:
 
     async def _supervise(self) -> None:
         low, high = self.reconnect_backoff
+        loop = asyncio.get_running_loop()
         delay = low
-        failures = 0
+        failures = 0  # connect/login attempts failed in a row
+        flaps = 0  # connections in a row that dropped before stable_after
         try:
             while True:
                 manager = await self._connect_once(failures)
@@ -302,19 +134,32 @@ class AmiClient:
                     failures += 1
                 else:
                     failures = 0
-                    delay = low
                     self._manager = manager
                     self.connects += 1
                     self._up.set()
-                    log.info("AMI connected to %s:%d as %s", self.host, self.port, self.username)
+                    level = logging.INFO if flaps == 0 else logging.DEBUG
+                    log.log(
+                        level, "AMI connected to %s:%d as %s", self.host, self.port, self.username
+                    )
+                    up_at = loop.time()
                     reason = await self._watch(manager)
                     self._drop(manager)
-                    log.warning(
-                        "AMI connection to %s:%d lost (%s); reconnecting in %.3gs",
+                    lasted = loop.time() - up_at
+                    if lasted >= self.stable_after:
+                        flaps, delay = 0, low
+                    else:
+                        flaps += 1
+                    # Loud for the first drop and every tenth of a flapping series.
+                    level = logging.WARNING if flaps <= 1 or flaps % 10 == 0 else logging.DEBUG
+                    log.log(
+                        level,
+                        "AMI connection to %s:%d lost after %.1fs (%s); reconnecting in %.3gs%s",
                         self.host,
                         self.port,
+                        lasted,
                         reason,
                         delay,
+                        f" ({flaps} short connections in a row)" if flaps > 1 else "",
                     )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, high)
