@@ -151,7 +151,7 @@ async def test_websocket_media_both_ways_and_flush(
     try:
         assert fake.protocol == "media"
         assert port.media_start is not None and port.media_start.optimal_frame_size == 160
-        assert port.format is MediaFormat.ULAW and not port.needs_silence
+        assert port.format is MediaFormat.ULAW and port.needs_silence
         assert fake.ws is not None
         await fake.ws.send_bytes(b"\x11" * 160)
         async with asyncio.timeout(2):
