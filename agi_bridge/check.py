@@ -22,9 +22,10 @@ from collections.abc import Callable
 from agi_bridge.admin import check_admin_auth
 from agi_bridge.app import uses_simulator
 from agi_bridge.asterisk.ami import AmiClient
+from agi_bridge.asterisk.ari import AriClient
 from agi_bridge.call import build_session
 from agi_bridge.config import Config
-from agi_bridge.errors import BridgeError
+from agi_bridge.errors import AriError, BridgeError
 from agi_bridge.protocol import realtime as rt
 from agi_bridge.providers.base import Configure, ProviderSession
 from agi_bridge.providers.gpt_live import live_provider
@@ -56,6 +57,7 @@ def check_config(config: Config, out: Print = print) -> None:
 async def check_connect(config: Config, out: Print = print) -> bool:
     """Log in to AMI and open a Realtime session per agent; True when all passed."""
     ok = await _check_ami(config, out)
+    ok = await check_ari(config, out) and ok
     for name in config.agents:
         ok = await _check_realtime(config, name, out) and ok
         if uses_simulator(config):
@@ -91,6 +93,38 @@ async def _check_ami(config: Config, out: Print) -> bool:
         return False
     finally:
         await client.close()
+
+
+async def check_ari(config: Config, out: Print) -> bool:
+    """GET /ari/asterisk/info with the configured user (only when ari.enabled)."""
+    ari = config.ari
+    where = f"ari {ari.url}"
+    if not ari.enabled:
+        return True  # AudioSocket only: nothing to say
+    try:
+        password = config.ari_password()
+    except OSError as exc:
+        out(f"FAIL {where}: cannot read ari.password_file: {exc.strerror}")
+        return False
+    client = AriClient(
+        ari.url,
+        ari.app,
+        ari.username,
+        password,
+        on_event=lambda _event: None,
+        request_timeout_s=ari.request_timeout_s,
+    )
+    try:
+        await client.start_rest()
+        info = await client.asterisk_info()
+    except AriError as exc:
+        out(f"FAIL {where}: {exc}")
+        return False
+    finally:
+        await client.close()
+    version = info.get("system", {}).get("version", "?") if isinstance(info, dict) else "?"
+    out(f"OK   {where}: Asterisk {version}, user {ari.username}, application {ari.app}")
+    return True
 
 
 async def _check_realtime(config: Config, name: str, out: Print) -> bool:

@@ -79,10 +79,14 @@ class AriClient:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def start(self) -> None:
-        """Open the REST session and start the events supervisor (returns at once)."""
+    async def start_rest(self) -> None:
+        """Open the REST session only (no events websocket: no application registered)."""
         if self._session is None:
             self._session = aiohttp.ClientSession(headers=self._headers, timeout=self._timeout)
+
+    async def start(self) -> None:
+        """Open the REST session and start the events supervisor (returns at once)."""
+        await self.start_rest()
         if self._supervisor is None:
             self._supervisor = asyncio.create_task(self._supervise(), name="ari-events")
 

@@ -143,4 +143,5 @@ class RtpMediaPort:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+            await asyncio.sleep(0)  # the loop closes the socket on its next turn
             self._ports.release(self.local_address[1])

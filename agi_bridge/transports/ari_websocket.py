@@ -4,9 +4,14 @@
 ``connection_type=server`` creates a ``WebSocket/INCOMING`` channel and reports its
 ``MEDIA_WEBSOCKET_CONNECTION_ID``; the bridge connects to ``ws://ASTERISK:8088/media/ID``
 (sub-protocol ``media``). Binary frames are µ-law both ways; text frames are control
-(protocol/chan_websocket.py). Asterisk times what it plays from its own queue, so the
-Call sends nothing in gaps (``needs_silence = False``); on barge-in ``flush()`` sends
-FLUSH_MEDIA, which drops Asterisk's queue at once.
+(protocol/chan_websocket.py). Asterisk times what it plays from its own queue; on
+barge-in ``flush()`` sends FLUSH_MEDIA, which drops that queue at once.
+
+The Call still sends silence in gaps (``needs_silence = True``): Asterisk 22.10 removed
+chan_websocket's silence generation (commit "chan_websocket: Remove silence generation
+and frame padding"); with an empty queue it plays nothing, so the phone got no RTP at all
+while the agent was quiet (seen here: baresip's recording of a 12 s call was 4.5 s long).
+Paced on the same monotonic clock as Asterisk's timer, the queue stays near one frame.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 
 import aiohttp
@@ -36,6 +42,12 @@ from agi_bridge.transports.inbox import MediaInbox
 log = logging.getLogger(__name__)
 
 MAX_SEND_BACKLOG = 50  # frames (1 s) waiting for the socket; beyond: the far end is stuck
+# Asterisk plays one queued frame per 20 ms tick. After a late wake-up of the Call's pacer
+# (it then sends what is due at once) that queue stays longer for good, and every frame
+# in it is latency and, on barge-in, audio counted as played but flushed. Silent frames
+# are therefore skipped while the estimated queue is longer than this.
+MAX_QUEUED_FRAMES = 1.5
+FRAME_S = 0.020
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -43,7 +55,7 @@ class WebsocketMediaPort:
     """The MediaPort of one ARI call with ``transport=websocket`` (µ-law)."""
 
     format = MediaFormat.ULAW
-    needs_silence = False
+    needs_silence = True  # see the module docstring: 22.10 sends nothing when idle
 
     def __init__(
         self,
@@ -66,6 +78,9 @@ class WebsocketMediaPort:
         self._failure: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.frames_sent = 0
+        self.silence_skipped = 0
+        self._queued = 0.0  # estimate of the frames waiting in Asterisk's queue
+        self._last_frame_at: float | None = None
 
     @classmethod
     async def connect(
@@ -164,6 +179,15 @@ class WebsocketMediaPort:
         frames = sum(1 for item in self._backlog if isinstance(item, bytes))
         if frames >= MAX_SEND_BACKLOG:
             raise MediaError(f"chan_websocket not reading: {frames} frames waiting")
+        now = time.monotonic()
+        if self._last_frame_at is not None:
+            played = (now - self._last_frame_at) / FRAME_S
+            self._queued = max(0.0, self._queued - played)
+        self._last_frame_at = now
+        if self._queued > MAX_QUEUED_FRAMES and frame.count(0xFF) == len(frame):
+            self.silence_skipped += 1  # µ-law silence: let Asterisk's queue drain
+            return
+        self._queued += 1.0
         self._backlog.append(frame)
         self._wakeup.set()
 
@@ -175,6 +199,7 @@ class WebsocketMediaPort:
     async def flush(self) -> None:
         """Drop what waits here and what Asterisk queued: the agent stops at the phone."""
         self._backlog = deque(item for item in self._backlog if isinstance(item, str))
+        self._queued = 0.0
         self.send_command(Command.FLUSH_MEDIA)
 
     def end(self, detail: str) -> None:

@@ -327,3 +327,25 @@ async def test_caller_hangs_up_while_events_are_down_and_nothing_leaks(
             await asyncio.sleep(0.05)
     await wait_no_leftovers()
     assert calls.ended
+
+
+async def test_check_connect_reaches_ari(asterisk: Asterisk, tmp_path: Path) -> None:
+    from agi_bridge.check import check_ari
+
+    password = tmp_path / "ari-password"
+    lines: list[str] = []
+    for secret in (harness.ARI_TEST_PASSWORD, "wrong-password"):
+        password.write_text(secret + "\n")
+        cfg = load_text(
+            f'ari: {{enabled: true, url: "{harness.ARI_URL}", password_file: "{password}"}}\n',
+            "check.yaml",
+        )
+        ok = await check_ari(cfg, lines.append)
+        assert ok is (secret == harness.ARI_TEST_PASSWORD)
+    # Debian's version string: 22.10.1+dfsg+...
+    assert re.fullmatch(
+        rf"OK   ari {harness.ARI_URL}: Asterisk 22\.\S+, user agi_bridge, application agi-bridge",
+        lines[0],
+    ), lines[0]
+    assert lines[1].startswith(f"FAIL ari {harness.ARI_URL}: ARI GET /asterisk/info: 401")
+    assert "wrong-password" not in "\n".join(lines)
