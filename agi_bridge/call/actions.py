@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from agi_bridge.call.conversation import Conversation, Output
 from agi_bridge.call.events import CallNotActive, EndReason, State
@@ -39,17 +39,15 @@ class CallActions:
     _digits: DigitCollector
     _digits_changed: asyncio.Event
 
-    def end(self, reason: EndReason, detail: str = "") -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by Call (or a sibling mixin): declared for mypy only
 
-    def _emit(self, kind: str, **data: Any) -> None:
-        raise NotImplementedError
+        def end(self, reason: EndReason, detail: str = "") -> None: ...
 
-    async def _apply(self, outputs: list[Output], *, quiet: bool = False) -> None:
-        raise NotImplementedError
+        def _emit(self, kind: str, **data: Any) -> None: ...
 
-    async def wait_drained(self, timeout: float) -> bool:
-        raise NotImplementedError
+        async def _apply(self, outputs: list[Output], *, quiet: bool = False) -> None: ...
+
+        async def wait_drained(self, timeout: float) -> bool: ...
 
     async def play_dtmf(self, digit: str) -> None:
         dtmf = self._config.dtmf

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from agi_bridge import audio
 from agi_bridge.call.conversation import Conversation, Emit, Output
@@ -47,14 +48,13 @@ class CallerInput:
     _digits: DigitCollector
     _digits_changed: asyncio.Event
 
-    def end(self, reason: EndReason, detail: str = "") -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by Call (or a sibling mixin): declared for mypy only
 
-    def _emit(self, kind: str, **data: object) -> None:
-        raise NotImplementedError
+        def end(self, reason: EndReason, detail: str = "") -> None: ...
 
-    async def _apply(self, outputs: list[Output], *, quiet: bool = False) -> None:
-        raise NotImplementedError
+        def _emit(self, kind: str, **data: object) -> None: ...
+
+        async def _apply(self, outputs: list[Output], *, quiet: bool = False) -> None: ...
 
     async def _pump_caller(self) -> None:
         receive = self._media.receive

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from agi_bridge import audio
 from agi_bridge.call.conversation import Conversation, Output
@@ -26,8 +27,9 @@ class PlayoutPump:
     _drained: asyncio.Event
     _pacer: Pacer | None
 
-    async def _apply(self, outputs: list[Output], *, quiet: bool = False) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by Call (or a sibling mixin): declared for mypy only
+
+        async def _apply(self, outputs: list[Output], *, quiet: bool = False) -> None: ...
 
     async def _pump_playout(self) -> None:
         """Release one frame per 20 ms deadline. The frames leave from the process's

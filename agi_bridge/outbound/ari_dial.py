@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agi_bridge.asterisk.ami import AmiClient
 from agi_bridge.config import Config
@@ -67,28 +67,23 @@ class AriDial:
     _call: Any
     _watch: Watcher | None
 
-    async def _wait(self, predicate: Any, deadline: float, *, stop: bool = True) -> Any:
-        raise NotImplementedError
-
-    def _channel_gone(self) -> bool:
-        raise NotImplementedError
-
-    def _take_cause(self) -> bool:
-        raise NotImplementedError
-
-    def _finish(self, outcome: str, detail: str) -> CallResult:
-        raise NotImplementedError
-
-    def _line(self, text: str) -> None:
-        raise NotImplementedError
-
-    def now(self) -> float:
-        raise NotImplementedError
-
-    def _stopped_detail(self) -> str:
-        raise NotImplementedError
-
     _stop_reason: str | None
+
+    if TYPE_CHECKING:  # provided by OutboundCall and CallEvents: declared for mypy only
+
+        async def _wait(self, predicate: Any, deadline: float, *, stop: bool = True) -> Any: ...
+
+        def _channel_gone(self) -> bool: ...
+
+        def _take_cause(self) -> bool: ...
+
+        def _finish(self, outcome: str, detail: str) -> CallResult: ...
+
+        def _line(self, text: str) -> None: ...
+
+        def now(self) -> float: ...
+
+        def _stopped_detail(self) -> str: ...
 
     async def _ring_via_ari(self, ami: AmiClient, bridge: Any, deadline: float) -> bool:
         """Dial with ARI into this call's Stasis application; True once answered."""
