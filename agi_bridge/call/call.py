@@ -117,6 +117,7 @@ class Call(CallActions, CallerInput, PlayoutPump):
                 **prompt_context(identity.caller_id, identity.dnid, identity.variables),
                 "channel": identity.channel,
             },
+            far_end_queued_ms=media.queued_ms,
         )
         self._provider: p.ProviderSession | None = None
         # set just before the channel is moved by a transfer: {destination, summary, ...}

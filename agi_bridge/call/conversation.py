@@ -95,7 +95,10 @@ class Conversation:
         log: logging.LoggerAdapter[logging.Logger],
         today: Callable[[], dt.date] = dt.date.today,
         context: Mapping[str, str] | None = None,
+        far_end_queued_ms: Callable[[], int] = lambda: 0,
     ) -> None:
+        # how much released audio the far end holds unplayed (ports.MediaPort.queued_ms)
+        self._far_end_queued_ms = far_end_queued_ms
         self._config = config
         # {caller_id}, {dnid}, call variables in the instructions and greeting (safe: see
         # prompt_context.py); unknown placeholders stay as written
@@ -306,7 +309,9 @@ class Conversation:
             self._running_tools[call_id] = True
         for action in self._final_words:
             self._final_words[action] = True
-        heard_ms = self.playout.released_ms(item) if item else 0
+        released_ms = self.playout.released_ms(item) if item else 0
+        # what the far end still held is flushed with the rest: released, never heard
+        heard_ms = max(0, released_ms - self._far_end_queued_ms())
         self._log.info(
             "%s: cleared %.0f ms of agent audio, heard %d ms of %s",
             event.replace("_", "-"),

@@ -83,6 +83,13 @@ class MediaPort(Protocol):
 
     ``flush`` runs on barge-in after the Call cleared its own buffer: a port whose far end
     queues media (chan_websocket) drops that queue so the agent stops at the phone at once.
+    ``queued_ms`` is how much of the audio already sent the far end still holds unplayed
+    (0 where Asterisk forwards at once): on a barge-in that part was released but never
+    heard, so the truncate leaves it out.
+
+    Note: Asterisk 22.10's chan_websocket no longer generates silence, so every port that
+    Asterisk plays from needs silence frames (``needs_silence``); it stays a port property
+    for a transport whose far end fills gaps itself.
     """
 
     format: MediaFormat
@@ -93,6 +100,8 @@ class MediaPort(Protocol):
     def send_frame(self, frame: bytes) -> None: ...
 
     async def flush(self) -> None: ...
+
+    def queued_ms(self) -> int: ...
 
     async def close(self) -> None: ...
 

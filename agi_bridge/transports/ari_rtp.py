@@ -135,6 +135,9 @@ class RtpMediaPort:
     async def flush(self) -> None:
         """Nothing queues beyond the Call's own buffer on this path."""
 
+    def queued_ms(self) -> int:
+        return 0  # chan_rtp plays each packet as it arrives: the bridge paces them
+
     def end(self, detail: str) -> None:
         self.inbox.end(detail)
 

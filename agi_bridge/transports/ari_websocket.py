@@ -196,6 +196,14 @@ class WebsocketMediaPort:
         self._backlog.append(serialize_command(command, self._format))
         self._wakeup.set()
 
+    def queued_ms(self) -> int:
+        """Audio sent but not yet played by Asterisk (it plays one frame per 20 ms): what
+        a late wake-up of the pacer sent ahead, plus what still waits here to be written."""
+        queued = self._queued
+        if self._last_frame_at is not None:
+            queued = max(0.0, queued - (time.monotonic() - self._last_frame_at) / FRAME_S)
+        return int(queued * FRAME_S * 1000)
+
     async def flush(self) -> None:
         """Drop what waits here and what Asterisk queued: the agent stops at the phone."""
         self._backlog = deque(item for item in self._backlog if isinstance(item, str))

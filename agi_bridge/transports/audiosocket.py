@@ -149,6 +149,9 @@ class AudioSocketMedia:
     async def flush(self) -> None:
         """Nothing queued on Asterisk's side: the bridge paces every frame itself."""
 
+    def queued_ms(self) -> int:
+        return 0  # Asterisk forwards AudioSocket frames as RTP at once (REFERENCE §2)
+
     def hangup(self) -> None:
         """End the AudioSocket session: the dialplan continues after AudioSocket()."""
         if self._hangup_sent or self._writer.is_closing():

@@ -322,3 +322,23 @@ def test_the_calls_values_fill_the_instructions_and_greeting_safely() -> None:
         configure.session.instructions
     )
     assert respond.instructions is not None and respond.instructions.endswith("Hello {order}!")
+
+
+def test_audio_the_far_end_still_held_is_not_counted_as_heard() -> None:
+    cfg = load_text(CONFIG, "t.yaml")
+    conv = Conversation(
+        config=cfg,
+        agent_name="default",
+        agent=cfg.agents["default"],
+        playout=PlayoutBuffer(2000, sample_width=1),
+        stats=CallStats(),
+        decode=bytes,
+        log=LOG,
+        far_end_queued_ms=lambda: 60,  # chan_websocket still holds 3 frames
+    )
+    conv.on_event(p.ResponseStarted("r1"), 0.0)
+    conv.on_event(p.AudioOut("r1", "i1", audio_ms(1000)), 0.0)
+    for _ in range(10):
+        conv.on_released(conv.playout.next_frame(), 0.1)
+    out = conv.on_event(p.SpeechStarted("c1"), 0.2)
+    assert out[-1] == p.Truncate("i1", 140)  # 200 ms released, 60 of them never played
