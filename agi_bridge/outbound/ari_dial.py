@@ -97,6 +97,9 @@ class AriDial:
             "appArgs": self.agent,
             "timeout": max(1, round(self.ring_timeout_s)),
             "channelId": self.channel_id,
+            # without an originator the new channel has no formats of its own; seen here
+            # (22.10.1): a Local channel then offers slin192 and nothing can translate
+            "formats": "ulaw",
         }
         if self.caller_id:
             params["callerId"] = self.caller_id
