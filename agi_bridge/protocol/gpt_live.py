@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agi_bridge.errors import RealtimeProtocolError
+from agi_bridge.protocol import fields
 
 LIVE_PATH = "/v1/live/sessions"
 DEFAULT_LIVE_MODEL = "gpt-live-1"
@@ -238,19 +239,7 @@ ServerEvent = (
 )
 
 
-def _s(obj: dict[str, Any], key: str) -> str:
-    value = obj.get(key)
-    return value if isinstance(value, str) else ""
-
-
-def _i(obj: dict[str, Any], key: str) -> int:
-    value = obj.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _d(obj: dict[str, Any], key: str) -> dict[str, Any]:
-    value = obj.get(key)
-    return value if isinstance(value, dict) else {}
+_s, _i, _d = fields.text, fields.integer, fields.mapping
 
 
 def _response_event(obj: dict[str, Any]) -> ServerEvent:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from agi_bridge.errors import RealtimeProtocolError
+from agi_bridge.protocol import fields
 from agi_bridge.protocol.realtime_session import (
     AUDIO_FORMAT as AUDIO_FORMAT,
 )
@@ -309,19 +310,7 @@ FATAL_ERROR_CODES = frozenset(
 RESUMABLE_ERROR_CODES = frozenset({"session_expired"})
 
 
-def _s(obj: dict[str, Any], key: str) -> str:
-    value = obj.get(key)
-    return value if isinstance(value, str) else ""
-
-
-def _i(obj: dict[str, Any], key: str) -> int:
-    value = obj.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def _d(obj: dict[str, Any], key: str) -> dict[str, Any]:
-    value = obj.get(key)
-    return value if isinstance(value, dict) else {}
+_s, _i, _d = fields.text, fields.integer, fields.mapping
 
 
 def _transcription_usage(usage: dict[str, Any]) -> TranscriptionUsage:
