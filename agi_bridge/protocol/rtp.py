@@ -19,6 +19,7 @@ import struct
 from dataclasses import dataclass, field
 
 from agi_bridge.errors import RtpError
+from agi_bridge.protocol import dtmf
 
 HEADER = struct.Struct(">BBHII")
 HEADER_SIZE = HEADER.size  # 12
@@ -30,7 +31,7 @@ PCMU_FRAME_SAMPLES = 160  # 20 ms at 8 kHz, one byte a sample
 PT_TELEPHONE_EVENT = 101
 RTCP_TYPES = range(200, 205)  # SR, RR, SDES, BYE, APP (RFC 3550 §6; RFC 5761 §4)
 MAX_PACKET = 1500  # anything bigger is not one RTP packet of telephony audio
-DTMF_EVENTS = "0123456789*#ABCD"  # RFC 4733 §3.2: events 0-15
+DTMF_EVENTS = dtmf.DIGITS  # RFC 4733 §3.2: events 0-15, in protocol/dtmf.py
 MAX_JUMP = 1000  # sequence jumps beyond this (20 s of audio) restart the stream
 
 

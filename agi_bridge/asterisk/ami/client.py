@@ -15,13 +15,13 @@ from panoramisk.actions import Action
 from agi_bridge.asterisk.ami.manager import BridgeManager, ManagerFactory
 from agi_bridge.asterisk.ami.message import AmiMessage, EventCallback
 from agi_bridge.errors import AmiError
+from agi_bridge.protocol import dtmf
 
 __all__ = ["AmiClient"]
 
 log = logging.getLogger("agi_bridge.asterisk.ami")
 
 _OK_RESPONSES = frozenset({"success", "follows", "goodbye"})
-_DTMF_DIGITS = frozenset("0123456789*#ABCDabcd")
 
 
 class AmiClient:
@@ -310,7 +310,7 @@ class AmiClient:
 
     async def play_dtmf(self, channel: str, digit: str, duration_ms: int = 250) -> None:
         """PlayDTMF one digit to the far end of *channel* (one action per digit)."""
-        if len(digit) != 1 or digit not in _DTMF_DIGITS:
+        if not dtmf.is_digit(digit):
             raise AmiError(f"AMI PlayDTMF: invalid DTMF digit {digit!r} (one of 0-9 * # A-D)")
         if not 0 < duration_ms <= 10_000:
             raise AmiError(f"AMI PlayDTMF: duration_ms must be 1..10000, got {duration_ms}")
