@@ -3,7 +3,12 @@ of the wrong type reads as empty, so a new or odd server event never breaks a ca
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from typing import Any
+
+from agi_bridge.errors import RealtimeProtocolError
 
 
 def text(obj: dict[str, Any], key: str) -> str:
@@ -19,3 +24,23 @@ def integer(obj: dict[str, Any], key: str) -> int:
 def mapping(obj: dict[str, Any], key: str) -> dict[str, Any]:
     value = obj.get(key)
     return value if isinstance(value, dict) else {}
+
+
+def event_object(message: str | bytes, protocol: str) -> tuple[dict[str, Any], str]:
+    """A server message as (object, type); RealtimeProtocolError naming ``protocol`` when it
+    is not JSON or not an object with a string ``type``."""
+    try:
+        obj = json.loads(message)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RealtimeProtocolError(f"{protocol} message is not JSON: {exc}") from exc
+    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
+        raise RealtimeProtocolError(f"{protocol} message is not an object with a string 'type'")
+    return obj, obj["type"]
+
+
+def audio(obj: dict[str, Any], key: str, kind: str) -> bytes:
+    """The base64 audio of ``obj[key]``; RealtimeProtocolError naming the event otherwise."""
+    try:
+        return base64.b64decode(text(obj, key), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise RealtimeProtocolError(f"{kind}: {key} is not base64: {exc}") from exc

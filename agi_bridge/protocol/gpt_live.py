@@ -35,12 +35,10 @@ playing what it buffered.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from agi_bridge.errors import RealtimeProtocolError
 from agi_bridge.protocol import fields
 
 LIVE_PATH = "/v1/live/sessions"
@@ -263,19 +261,10 @@ def _seconds(obj: dict[str, Any]) -> float:
 
 def parse_server_event(message: str | bytes) -> ServerEvent:
     """Parse one websocket message from a GPT-Live session."""
-    try:
-        obj = json.loads(message)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RealtimeProtocolError(f"GPT-Live message is not JSON: {exc}") from exc
-    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
-        raise RealtimeProtocolError("GPT-Live message is not an object with a string 'type'")
-    kind: str = obj["type"]
+    obj, kind = fields.event_object(message, "GPT-Live")
     match kind:
         case "session.output_audio.delta":
-            try:
-                audio = base64.b64decode(_s(obj, "delta"), validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise RealtimeProtocolError(f"{kind}: delta is not base64: {exc}") from exc
+            audio = fields.audio(obj, "delta", kind)
             return OutputAudio(audio)
         case "session.input_transcript.delta":
             return InputTranscript(_s(obj, "delta"), _i(obj, "start_ms"), _i(obj, "end_ms"))

@@ -10,12 +10,10 @@ must keep going (ARCHITECTURE rule 7). The session object (``SessionConfig``,
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from agi_bridge.errors import RealtimeProtocolError
 from agi_bridge.protocol import fields
 from agi_bridge.protocol.realtime_session import (
     AUDIO_FORMAT as AUDIO_FORMAT,
@@ -334,19 +332,10 @@ def _transcription_usage(usage: dict[str, Any]) -> TranscriptionUsage:
 
 def parse_server_event(message: str | bytes) -> ServerEvent:
     """Parse one websocket message from the Realtime service."""
-    try:
-        obj = json.loads(message)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RealtimeProtocolError(f"Realtime message is not JSON: {exc}") from exc
-    if not isinstance(obj, dict) or not isinstance(obj.get("type"), str):
-        raise RealtimeProtocolError("Realtime message is not an object with a string 'type'")
-    kind: str = obj["type"]
+    obj, kind = fields.event_object(message, "Realtime")
     match kind:
         case "response.output_audio.delta":
-            try:
-                audio = base64.b64decode(_s(obj, "delta"), validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise RealtimeProtocolError(f"{kind}: delta is not base64: {exc}") from exc
+            audio = fields.audio(obj, "delta", kind)
             return AudioDelta(_s(obj, "response_id"), _s(obj, "item_id"), audio)
         case "input_audio_buffer.speech_started":
             return SpeechStarted(_s(obj, "item_id"), _i(obj, "audio_start_ms"))
