@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -87,7 +87,8 @@ class _Refuse(asyncio.Protocol):
     """A connection over the limit when no other one can be closed: 503, then close."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # duck-typed: uvloop's TCPTransport does not inherit from asyncio.Transport
+        transport = cast(asyncio.Transport, transport)
         transport.write(
             b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )

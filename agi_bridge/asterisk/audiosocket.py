@@ -22,6 +22,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from agi_bridge.asterisk.admission import LOOPBACK, Admission, Throttle, Ticket
 from agi_bridge.protocol import audiosocket as asock
@@ -197,7 +198,9 @@ class _UuidGate(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # A stream transport, but not always an asyncio.Transport subclass: uvloop's
+        # TCPTransport implements the same interface without inheriting from it.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         self.ticket = self.server.admission.admit(
             transport.get_extra_info("peername"), transport.abort
