@@ -34,8 +34,6 @@ playing what it buffered.
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -87,7 +85,7 @@ def session_start(cfg: LiveSessionConfig, event_id: str = "event_start") -> dict
 
 
 def input_audio_append(ulaw: bytes) -> dict[str, Any]:
-    return {"type": "session.input_audio.append", "audio": base64.b64encode(ulaw).decode("ascii")}
+    return {"type": "session.input_audio.append", "audio": fields.base64_text(ulaw)}
 
 
 # The three "append" commands take ``content`` (a plain string, at most 500 tokens) and a
@@ -131,7 +129,7 @@ def session_close() -> dict[str, Any]:
 
 
 def encode(event: dict[str, Any]) -> str:
-    return json.dumps(event, separators=(",", ":"))
+    return fields.encode_event(event)
 
 
 # ------------------------------------------------------------------------ server events

@@ -9,8 +9,6 @@ must keep going (ARCHITECTURE rule 7). The session object (``SessionConfig``,
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -56,7 +54,7 @@ from agi_bridge.protocol.realtime_session import (
 
 
 def input_audio_append(ulaw: bytes) -> dict[str, Any]:
-    return {"type": "input_audio_buffer.append", "audio": base64.b64encode(ulaw).decode("ascii")}
+    return {"type": "input_audio_buffer.append", "audio": fields.base64_text(ulaw)}
 
 
 def input_audio_commit() -> dict[str, Any]:
@@ -114,7 +112,7 @@ def system_text(text: str) -> dict[str, Any]:
 
 
 def encode(event: dict[str, Any]) -> str:
-    return json.dumps(event, separators=(",", ":"))
+    return fields.encode_event(event)
 
 
 # --------------------------------------------------------------------- server events

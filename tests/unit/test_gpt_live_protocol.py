@@ -35,6 +35,9 @@ def test_client_builders() -> None:
         "type": "session.input_audio.append",
         "audio": "/38=",
     }
+    assert gl.encode(gl.input_audio_append(b"\xff\x7f")) == (
+        '{"type":"session.input_audio.append","audio":"/38="}'
+    )
     assert gl.commentary_append("Done.", "del_1") == {
         "type": "session.commentary.append",
         "content": "Done.",

@@ -233,6 +233,21 @@ def test_input_audio_append_base64_round_trip() -> None:
     assert base64.b64decode(msg["audio"], validate=True) == ulaw
 
 
+def test_audio_append_fast_path_is_the_same_json() -> None:
+    ulaw = bytes(range(256)) * 2
+    text = rt.encode(rt.input_audio_append(ulaw))
+    assert text == json.dumps(rt.input_audio_append(ulaw), separators=(",", ":"))
+    assert text.startswith('{"type":"input_audio_buffer.append","audio":"')
+
+
+def test_encode_escapes_audio_it_did_not_make_itself() -> None:
+    # only base64 made by input_audio_append skips escaping; any other string is dumped
+    odd = {"type": "input_audio_buffer.append", "audio": 'a"b\\c'}
+    assert json.loads(rt.encode(odd)) == odd
+    extra = {**rt.input_audio_append(b"\x00"), "event_id": "e1"}
+    assert json.loads(rt.encode(extra)) == extra
+
+
 def test_input_audio_append_empty() -> None:
     assert wire(rt.input_audio_append(b"")) == {"type": "input_audio_buffer.append", "audio": ""}
 
