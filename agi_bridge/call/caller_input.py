@@ -58,12 +58,21 @@ class CallerInput:
 
     async def _pump_caller(self) -> None:
         receive = self._media.receive
+        bytes_per_s = audio.SAMPLE_RATE * (1 if self._ulaw_port else audio.SAMPLE_WIDTH)
         while True:
             events = await receive()
-            self._caller_heard_until = self._clock()
+            now = self._caller_heard_until = self._clock()
+            # Audio that arrives together was spoken a frame apart: a port may hand over
+            # two frames per wake-up (AudioSocket's SO_RCVLOWAT), so each frame's arrival
+            # is now minus the audio after it, and the latency figures stay true.
+            after_s = 0.0
+            if len(events) > 1:
+                after_s = sum(len(ev.data) for ev in events if isinstance(ev, CallerAudio))
+                after_s /= bytes_per_s
             for ev in events:
                 if isinstance(ev, CallerAudio):
-                    self._on_caller_audio(ev.data)
+                    after_s -= len(ev.data) / bytes_per_s
+                    self._on_caller_audio(ev.data, now - max(after_s, 0.0))
                 elif isinstance(ev, CallerDtmf):
                     self._on_caller_dtmf(ev.digit)
                 elif isinstance(ev, MediaEnded):
@@ -94,14 +103,14 @@ class CallerInput:
             self._dtmf_pressed.clear()
             await self._apply(self.conversation.caller_dtmf_burst(self._dtmf.take()), quiet=True)
 
-    def _on_caller_audio(self, data: bytes) -> None:
+    def _on_caller_audio(self, data: bytes, arrived: float) -> None:
         self.stats.frames_in += 1
         if self.recorder is not None:
             self.recorder.caller_audio(audio.ulaw_to_slin(data) if self._ulaw_port else data)
         if self._provider is None or self.state is not State.ACTIVE:
             return  # nothing to hear it yet; old audio would only confuse the VAD
         if not self._in_batch:
-            self._batch_started_at = self._clock()
+            self._batch_started_at = arrived
         self._in_batch += data if self._ulaw_port else audio.slin_to_ulaw(data)
 
     async def _fill_caller_gaps(self) -> None:
