@@ -48,6 +48,7 @@ from agi_bridge.call import Call
 from agi_bridge.config import Config, Listen, load_text
 from agi_bridge.eventloop import name as loop_name
 from agi_bridge.eventloop import run as run_loop
+from agi_bridge.eventloop import settle_heap
 from agi_bridge.realtime import connector
 from agi_bridge.samples import Samples
 
@@ -228,6 +229,7 @@ async def main(args: argparse.Namespace) -> None:
     media_calls = MediaCalls(bridge)
     runners.append(runner)
     await bridge.start()
+    settle_heap()  # as agi-bridge serve does
     lag_task = asyncio.create_task(runner.watch_loop_lag())
     loop = asyncio.get_running_loop()
     stdin = asyncio.StreamReader()

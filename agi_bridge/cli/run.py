@@ -113,6 +113,7 @@ def serve_command(args: argparse.Namespace, cfg: Config) -> int:
 async def serve(cfg: Config, worker: str = "") -> None:
     from agi_bridge.app import Bridge
     from agi_bridge.eventloop import name as loop_name
+    from agi_bridge.eventloop import settle_heap
 
     check_listeners(cfg, shared_fastagi=bool(worker))
     warn_about_ami(cfg)
@@ -137,13 +138,15 @@ async def serve(cfg: Config, worker: str = "") -> None:
         if explained is None:
             raise
         raise explained from None
+    frozen = settle_heap()
     try:
         log.info(
-            "agi-bridge %s ready (config %s, %s event loop%s)",
+            "agi-bridge %s ready (config %s, %s event loop%s, %d start-up objects frozen)",
             __version__,
             cfg.source or "built-in",
             loop_name(),
             f", worker {worker}" if worker else "",
+            frozen,
         )
         hint = asyncio.create_task(_explain_unhealthy(cfg, bridge.ami))
         await stop.wait()

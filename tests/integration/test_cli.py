@@ -170,6 +170,7 @@ def test_serve_without_asterisk_says_why_it_is_unhealthy(tmp_path: Path) -> None
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=20)[0]
     assert proc.returncode == 0, out
+    assert re.search(r" ready \(.*, \d+ start-up objects frozen\)", out), out
     assert "AMI secret is empty: set the environment variable AGI_BRIDGE_AMI_SECRET" in out
     assert re.search(
         r"not logged in to AMI at 127\.0\.0\.1:\d+ after 5 s .*/healthz answers 503", out

@@ -1,8 +1,10 @@
-"""serve --loop: asyncio's loop or uvloop (agi_bridge/eventloop.py)."""
+"""serve --loop: asyncio's loop or uvloop, and the settled heap (agi_bridge/eventloop.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import pytest
 
@@ -38,3 +40,20 @@ def test_the_shared_tick_runs_on_uvloop_at_its_pace() -> None:
     seen = eventloop.run(ticks(), "uvloop")
     # 25 deadlines in 0.5 s; an early libuv timer must not add ticks (generous bounds)
     assert 10 <= len(seen) <= 26
+
+
+def test_settle_heap_takes_start_up_objects_out_of_later_collections() -> None:
+    # in a child process: freezing pytest's own heap would change every later test
+    code = (
+        "import gc, agi_bridge.app\n"
+        "from agi_bridge.eventloop import settle_heap\n"
+        "before = len(gc.get_objects())\n"
+        "frozen = settle_heap()\n"
+        "print(before, frozen, len(gc.get_objects()), gc.get_freeze_count())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    before, frozen, tracked, count = map(int, out.split())
+    assert frozen == count and frozen >= before // 2
+    assert tracked < before // 20, "a full collection still walks the start-up objects"
