@@ -1,9 +1,11 @@
-"""Which event loop runs the bridge (``serve --loop``): asyncio's (the default) or uvloop.
+"""Which event loop runs the bridge (``serve --loop``): asyncio's (the default) or uvloop,
+and the heap settled once the bridge listens (``settle_heap``).
 
 uvloop (libuv, Cython) does a socket round, a timer and a task step in fewer Python-level
 instructions than asyncio's selector loop. Measured here (bench/README.md, "Levers") it
-saved about 6 % of the bridge's CPU at 100 calls, within the noise of the shared machine,
-while libuv's whole-millisecond timers add up to 1 ms of jitter to every 20 ms deadline
+saved about 6 % of the bridge's CPU at 100 calls without Asterisk and nothing through
+Asterisk at 30 calls (0.660 against 0.675 % of a core per call), while libuv's
+whole-millisecond timers add up to 1 ms of jitter to every 20 ms deadline
 (agi_bridge/ticker.py pads them so that none fires early). That does not pay for a
 default, so it is opt-in: ``pip install 'agi-bridge[fast]'`` and ``--loop uvloop``.
 """
