@@ -28,9 +28,10 @@ class CallStats:
     # bounded samples for latency figures (ms)
     turn_latency_ms: Samples = field(default_factory=lambda: Samples(256))
     delta_to_frame_ms: Samples = field(default_factory=lambda: Samples(256))
-    frame_to_send_ms: Samples = field(default_factory=lambda: Samples(1024))
-    # monotonic write time of the last frames to Asterisk (30 s), for pacing figures
-    frame_times: Samples = field(default_factory=lambda: Samples(1500))
+    frame_to_send_ms: Samples = field(default_factory=lambda: Samples(256))
+    # monotonic write time of the last frames to Asterisk (5 s), for pacing figures; the
+    # benchmark resizes it to its window (a 30 s ring was 12 KB of every call's memory)
+    frame_times: Samples = field(default_factory=lambda: Samples(250))
 
     def add_usage(self, usage: object) -> None:
         """Add a provider's usage report (token counts, nested detail groups flattened)."""
