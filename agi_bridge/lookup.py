@@ -10,9 +10,8 @@ session starts, one request to that webhook with the call's values as arguments
 
 A failed lookup (timeout, HTTP error) leaves ``{lookup}`` empty and the call goes on:
 a lookup enriches the prompt, it never holds a call hostage. Where it runs:
-``agi-bridge call`` (outbound/call.py) before dialing; for inbound calls the
-conversation core calls :func:`lookup_values` before it sends the first session.update
-(see the helper report of the ivr branch).
+``agi-bridge call`` (outbound/call.py), before dialing. Inbound calls (``serve``) do not
+run it yet; their prompts get the call's own values ({caller_id}, {dnid}, variables).
 """
 
 from __future__ import annotations

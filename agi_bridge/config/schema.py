@@ -189,8 +189,8 @@ class Agent:
     # After send_dtmf, stay quiet until the callee has spoken or this long has passed
     # (agi_bridge/keypress_quiet.py); 0 = off.
     quiet_after_dtmf_s: float = 4.0
-    # A webhook (a name in `tools:`) asked about the call before the greeting; its answer
-    # is {lookup} / {lookup_KEY} in the instructions and greeting (agi_bridge/lookup.py).
+    # A webhook (a name in `tools:`) asked about an outbound call (`agi-bridge call`) before
+    # dialing; its answer is {lookup} / {lookup_KEY} in the prompts (agi_bridge/lookup.py).
     lookup_webhook: str = ""
 
 
