@@ -65,10 +65,9 @@ class CallerInput:
             # Audio that arrives together was spoken a frame apart: a port may hand over
             # two frames per wake-up (AudioSocket's SO_RCVLOWAT), so each frame's arrival
             # is now minus the audio after it, and the latency figures stay true.
-            after_s = 0.0
-            if len(events) > 1:
-                after_s = sum(len(ev.data) for ev in events if isinstance(ev, CallerAudio))
-                after_s /= bytes_per_s
+            after_s = (
+                sum(len(ev.data) for ev in events if isinstance(ev, CallerAudio)) / bytes_per_s
+            )
             for ev in events:
                 if isinstance(ev, CallerAudio):
                     after_s -= len(ev.data) / bytes_per_s

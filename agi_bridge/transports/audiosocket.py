@@ -99,6 +99,7 @@ class AudioSocketMedia:
         self._resample_state: audio.ResampleState = None
         self._hangup_sent = False
         self.call_id = ""
+        self._sock: socket.socket | None = None  # set by hold_frames
         self._holding = False  # SO_RCVLOWAT is WAKE_BYTES (see hold_frames)
         self._last_data = 0.0
         self._ticker: ticker.Ticker | None = None
@@ -107,8 +108,8 @@ class AudioSocketMedia:
     def hold_frames(self) -> bool:
         """Wake up for two frames at a time (WAKE_BYTES) from now on; False where the
         socket option is missing (not Linux)."""
-        sock = self._writer.get_extra_info("socket")
-        if sock is None or not self._set_wake_bytes(sock, WAKE_BYTES):
+        self._sock = self._writer.get_extra_info("socket")
+        if not self._set_wake_bytes(WAKE_BYTES):
             return False
         self._holding = True
         self._last_data = time.monotonic()
@@ -116,11 +117,12 @@ class AudioSocketMedia:
         self._tick_key = self._ticker.subscribe(self._check_quiet)
         return True
 
-    @staticmethod
-    def _set_wake_bytes(sock: socket.socket, count: int) -> bool:
+    def _set_wake_bytes(self, count: int) -> bool:
+        if self._sock is None:
+            return False
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, count)
-        except (OSError, AttributeError):
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, count)
+        except (OSError, AttributeError):  # closed, or no such option (not Linux)
             return False
         return True
 
@@ -129,7 +131,7 @@ class AudioSocketMedia:
         (lowering the mark makes the kernel report what it holds at once)."""
         if self._holding and now - self._last_data >= QUIET_S:
             self._holding = False
-            self._set_wake_bytes(self._writer.get_extra_info("socket"), 1)
+            self._set_wake_bytes(1)
 
     def stop_holding(self) -> None:
         """Leave the shared tick (idempotent)."""
@@ -164,7 +166,6 @@ class AudioSocketMedia:
     async def receive(self) -> list[MediaEvent]:
         data = await self._reader.read(READ_BYTES)
         if not data:
-            self.stop_holding()
             return [MediaEnded("AudioSocket closed")]
         events = self._parser.feed(data)
         out: list[MediaEvent] = []
@@ -172,9 +173,7 @@ class AudioSocketMedia:
             now = time.monotonic()
             if not self._holding and now - self._last_data < QUIET_S and events:
                 # data again within QUIET_S of the last: a stream, two frames a wake-up
-                self._holding = self._set_wake_bytes(
-                    self._writer.get_extra_info("socket"), WAKE_BYTES
-                )
+                self._holding = self._set_wake_bytes(WAKE_BYTES)
             self._last_data = now
         for ev in events:
             if isinstance(ev, asock.Audio):
