@@ -25,6 +25,7 @@ from agi_bridge.call.events import EndReason, LiveCall
 from agi_bridge.call.ports import CallIdentity, ChannelControl, MediaPort
 from agi_bridge.config import Config, split_hostport
 from agi_bridge.errors import AriError, ConfigError
+from agi_bridge.heap_return import HeapReturn, libc_trim
 from agi_bridge.monitoring import Monitoring
 from agi_bridge.protocol.agi import AgiRequest
 from agi_bridge.providers.base import ProviderConnector
@@ -110,6 +111,8 @@ class Bridge:
         )
         self.outcomes = CallOutcomes()  # how calls ended: the dialplan's FastAGI status
         self.calls: dict[int, Call] = {}
+        # freed pages back to the OS while calls run and after they end (glibc malloc)
+        self.heap = HeapReturn(libc_trim())
         self.finished_calls = 0
         self.draining = False
         self._hurry = asyncio.Event()
@@ -351,11 +354,13 @@ class Bridge:
         key = id(call)
         self.calls[key] = call
         self._idle.clear()
+        self.heap.calls_changed(len(self.calls))
         try:
             await call.run()
         finally:
             del self.calls[key]
             self.finished_calls += 1
+            self.heap.calls_changed(len(self.calls))
             if not self.calls:
                 self._idle.set()
 
@@ -374,3 +379,4 @@ class Bridge:
             await self._ami_client.close()
         if self.simulator is not None:
             await self.simulator.close()
+        self.heap.close()

@@ -185,7 +185,18 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "virtual_caller",
         ),
     ),
-    ("edges", ("transports", "records", "metrics", "monitoring", "realtime_health", "admin")),
+    (
+        "edges",
+        (
+            "transports",
+            "records",
+            "metrics",
+            "monitoring",
+            "realtime_health",
+            "admin",
+            "heap_return",
+        ),
+    ),
     ("app", ("app",)),
     ("commands", ("check", "outbound", "ivrtest", "cli", "__main__", "eventloop", "workers")),
 ]
