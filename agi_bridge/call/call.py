@@ -39,6 +39,7 @@ from agi_bridge.call.ports import (
     MediaPort,
     Outcome,
 )
+from agi_bridge.call.session_watch import ROLLOVER, SessionWatch
 from agi_bridge.call.stats import AudioRecorder, CallStats
 from agi_bridge.config import Config
 from agi_bridge.digits import DigitCollector
@@ -55,8 +56,6 @@ from agi_bridge.providers import base as p
 log = logging.getLogger("agi_bridge.call")
 
 STATUS_VARIABLE = "AGI_BRIDGE_STATUS"
-ROLLOVER = "session rollover before the 60 minute limit"
-ROLLOVER_POLL_S = 0.25  # past the rollover time: how often to look for a pause
 RELEASE_TIMEOUT_S = 5.0
 
 
@@ -327,7 +326,12 @@ class Call(CallActions, CallerInput, PlayoutPump):
     async def _one_session(self, *, resumed: bool, answer: bool = False) -> str:
         """Run one provider session to its end; returns why it ended (ROLLOVER: renew it
         now, at a pause). Raises _Stalled when the session owes an event and sends none
-        for ``stall_timeout_s``."""
+        for ``stall_timeout_s``.
+
+        One task reads and handles the session's events (``_read_session``); a timer, not
+        a wake-up per event, watches it: the timer looks at the time of the last event
+        when it fires and moves itself on when events came meanwhile. An event then costs
+        no task and no wait of its own (an audio delta is most of them)."""
         conv = self.conversation
         self._provider = await self._connect(conv.model)
         opening = conv.open_session(resumed=resumed, answer=answer)
@@ -335,47 +339,46 @@ class Call(CallActions, CallerInput, PlayoutPump):
         if self.state is State.CONNECTING:
             self._set_state(State.ACTIVE)
         await self._apply(opening[1:])
-        stall_s = self._config.realtime.stall_timeout_s
-        rollover_at = self._clock() + (self._config.realtime.rollover_after_s or float("inf"))
-        events = aiter(self._provider.events())
-        event: p.ProviderEvent | None = None
-        speaking = False
-        # one read at a time, kept across wake-ups: cancelling it would end the stream
-        reading: asyncio.Future[p.ProviderEvent] | None = None
+        watch = SessionWatch(
+            self._clock,
+            stall_s=self._config.realtime.stall_timeout_s,
+            rollover_at=self._clock() + (self._config.realtime.rollover_after_s or float("inf")),
+            owed=lambda: conv.response.busy,
+            playing=lambda: conv.playout.audible,
+        )
+        reader = asyncio.ensure_future(self._read_session(self._provider, watch))
+        watch.start(reader)
         try:
-            while True:
-                # the service owes an event: a response requested or under way, or the
-                # caller just finished a turn (the service decides on a response)
-                waiting = conv.response.busy or isinstance(event, p.SpeechStopped)
-                limit = stall_s if waiting and stall_s > 0 else None
-                if not waiting and rollover_at < float("inf"):
-                    limit = max(ROLLOVER_POLL_S, rollover_at - self._clock())  # to renew
-                if reading is None:
-                    reading = asyncio.ensure_future(anext(events))
-                done, _ = await asyncio.wait({reading}, timeout=limit)
-                if done:
-                    finished, reading = reading, None
-                    try:
-                        event = finished.result()
-                    except StopAsyncIteration:
-                        break
-                elif waiting:
-                    raise _Stalled(f"Realtime stalled: no event for {stall_s:g} s")
-                else:
-                    event = None
-                if isinstance(event, p.SpeechStarted | p.SpeechStopped):
-                    speaking = isinstance(event, p.SpeechStarted)
-                if event is not None:
-                    outputs = conv.on_event(event, self._clock())
-                    if outputs:
-                        await self._apply(outputs)
-                if conv.playout.audible:
-                    self._drained.clear()
-                elif self._clock() >= rollover_at and not (conv.response.busy or speaking):
-                    return ROLLOVER  # a pause: nobody talks, nothing plays, nothing owed
+            return await reader
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if (task is not None and task.cancelling()) or watch.verdict is None:
+                raise  # the call itself is being cancelled
+            if watch.verdict == ROLLOVER:
+                return ROLLOVER
+            raise _Stalled(f"Realtime stalled: no event for {watch.stall_s:g} s") from None
         finally:
-            if reading is not None:
-                reading.cancel()
+            watch.stop()
+            reader.cancel()
+
+    async def _read_session(self, provider: p.ProviderSession, watch: SessionWatch) -> str:
+        conv = self.conversation
+        async for event in provider.events():
+            now = self._clock()
+            watch.saw(event, now)
+            outputs = conv.on_event(event, now)
+            if outputs:
+                watch.applying = True  # the watchdog never cuts a batch of outputs in half
+                try:
+                    await self._apply(outputs)
+                finally:
+                    watch.applying = False
+                    watch.last_event_at = self._clock()  # a stall counts from ready again
+            if conv.playout.audible:
+                self._drained.clear()
+            elif watch.pause_for_rollover(self._clock()):
+                return ROLLOVER  # a pause: nobody talks, nothing plays, nothing owed
+            watch.rearm()
         return conv.resumable_error or "Realtime session closed by the server"
 
     async def _drop_session(self) -> None:
