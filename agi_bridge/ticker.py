@@ -8,9 +8,12 @@ Each subscriber keeps its own ``Pacer`` anchored on that grid (``Ticker.anchor()
 the per-call semantics do not change: frames released late are counted, a short stall
 is caught up with a bounded burst, a long one re-anchors and counts skipped frames.
 
-No task: the ticker is a chain of ``call_later`` handles, armed while it has
-subscribers and cancelled when the last one leaves. The clock and the scheduler are
-injected, so tests drive it exactly (tests/unit/test_ticker.py).
+No task: the ticker is a chain of one-shot timers, armed while it has subscribers and
+cancelled when the last one leaves. The process's shared ticker uses a Linux timerfd
+(agi_bridge/timerfd.py: on time to a fraction of a millisecond, where the loop's own
+timers wake up to 1.3 ms late); elsewhere, and in tests, ``call_later`` or an injected
+scheduler. The clock and the scheduler are injected, so tests drive it exactly
+(tests/unit/test_ticker.py).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from agi_bridge import timerfd
 from agi_bridge.audio import FRAME_MS
 
 log = logging.getLogger(__name__)
@@ -47,9 +51,11 @@ class Ticker:
         *,
         interval: float = FRAME_MS / 1000,
         timer_slack: float = 0.0,
+        release: Callable[[], None] | None = None,
     ) -> None:
         self._clock = clock
         self._schedule = schedule
+        self._release = release  # told when the last subscriber has left (frees a timerfd)
         self.interval = interval
         # added to every timer: libuv (uvloop) timers count whole ms from a cached loop
         # time and fire up to 1 ms early; asyncio's epoll timeout rounds up on its own
@@ -81,6 +87,8 @@ class Ticker:
         if not self._subscribers and self._timer is not None:
             self._timer.cancel()
             self._timer = None
+            if self._release is not None:
+                self._release()
 
     def __len__(self) -> int:
         return len(self._subscribers)
@@ -113,6 +121,8 @@ class Ticker:
             done = round((self.deadline - self.t0) / self.interval)
             k = max(done + 1, int((self._clock() - self.t0) / self.interval + 1e-6) + 1)
             self._arm(self.t0 + k * self.interval)
+        elif self._release is not None:
+            self._release()  # the last subscriber left during this tick
 
 
 def _loop_schedule(delay: float, fn: Callable[[], None]) -> Cancellable:
@@ -136,6 +146,12 @@ def shared(clock: Callable[[], float] = time.monotonic) -> Ticker:
     tickers = entry[1]
     ticker = tickers.get(id(clock))
     if ticker is None:
-        uv = type(loop).__module__.startswith("uvloop")
-        ticker = tickers[id(clock)] = Ticker(clock, timer_slack=UVLOOP_SLACK_S if uv else 0.0)
+        if clock is time.monotonic and timerfd.available():
+            # a kernel timer on the loop's epoll: on time to ~50 µs (agi_bridge/timerfd.py)
+            fd_timer = timerfd.TimerfdSchedule(loop)
+            ticker = Ticker(clock, fd_timer, release=fd_timer.cancel)
+        else:
+            uv = type(loop).__module__.startswith("uvloop")
+            ticker = Ticker(clock, timer_slack=UVLOOP_SLACK_S if uv else 0.0)
+        tickers[id(clock)] = ticker
     return ticker

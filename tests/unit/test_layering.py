@@ -177,6 +177,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "call",
             "ticker",
+            "timerfd",
             "providers",
             "realtime",
             "live_connection",
