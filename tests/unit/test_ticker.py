@@ -244,3 +244,88 @@ def test_timer_slack_is_added_to_every_timer() -> None:
     clock.t = 100.005
     ticker.subscribe(lambda now: None)
     assert [t.when for t in sched.armed] == [pytest.approx(100.021)]
+
+
+# ----------------------------------------------------------- phases: frames in groups
+
+
+def make_phased(phases: int = 4) -> tuple[Clock, Scheduler, Ticker]:
+    clock = Clock()
+    sched = Scheduler(clock)
+    return clock, sched, Ticker(clock, sched, phases=phases)
+
+
+def test_subscribers_spread_over_the_phases_each_once_per_interval() -> None:
+    _clock, sched, ticker = make_phased(4)
+    seen: dict[int, list[float]] = {}
+    keys = []
+    for i in range(8):
+        seen[i] = []
+        keys.append(ticker.subscribe(seen[i].append))
+    sched.run_until(100.0999)
+    # least used slot first: 0, 1, 2, 3, 0, 1, 2, 3
+    for i in range(8):
+        phase = i % 4
+        expected = [100.0 + phase * 0.005 + k * 0.02 for k in range(5)]
+        assert seen[i] == pytest.approx(expected), i
+        assert ticker.anchor(keys[i]) == pytest.approx(100.1 + phase * 0.005)
+    assert ticker.ticks == 20  # four slots of 5 ms per 20 ms
+
+
+def test_empty_slots_cost_no_wake_up() -> None:
+    _clock, sched, ticker = make_phased(4)
+    times: list[float] = []
+    ticker.subscribe(times.append)
+    sched.run_until(100.1)
+    assert ticker.ticks == 6 and times == pytest.approx([100.0 + 0.02 * k for k in range(6)])
+
+
+def test_a_late_tick_serves_the_slots_it_passed_once_each() -> None:
+    clock, sched, ticker = make_phased(4)
+    calls: dict[int, list[float]] = {i: [] for i in range(4)}
+    for i in range(4):
+        ticker.subscribe(calls[i].append)
+    sched.run_until(100.0)  # slot 0
+    clock.t = 100.012  # busy: the slots at 100.005 and 100.010 passed
+    sched.run_until(100.012)
+    assert [len(calls[i]) for i in range(4)] == [1, 1, 1, 0]
+    assert calls[1] == pytest.approx([100.012]) and calls[2] == pytest.approx([100.012])
+    sched.run_until(100.02)  # back on the grid: slot 3 at 100.015, slot 0 at 100.02
+    assert calls[3] == pytest.approx([100.015]) and calls[0][-1] == pytest.approx(100.02)
+
+
+def test_a_new_subscriber_in_an_earlier_slot_moves_the_timer_forward() -> None:
+    clock, sched, ticker = make_phased(4)
+    a: list[float] = []
+    b: list[float] = []
+    ticker.subscribe(a.append)  # phase 0
+    sched.run_until(100.0)
+    clock.t = 100.001
+    ticker.subscribe(b.append)  # phase 1: its slot (100.005) comes before 100.02
+    assert [t.when for t in sched.armed] == [pytest.approx(100.005)]
+    sched.run_until(100.02)
+    assert b == pytest.approx([100.005]) and a == pytest.approx([100.0, 100.02])
+
+
+def test_pacers_on_their_phases_release_one_frame_each_per_interval() -> None:
+    clock, sched, ticker = make_phased(4)
+    frames: dict[int, int] = {}
+    pacers: list[Pacer] = []
+    for i in range(6):
+        pacer: list[Pacer] = []
+
+        def tick(now: float, i: int = i, pacer: list[Pacer] = pacer) -> None:
+            frames[i] = frames.get(i, 0) + pacer[0].due(now)
+
+        key = ticker.subscribe(tick)
+        pacer.append(Pacer(clock, t0=ticker.anchor(key)))
+        pacers.extend(pacer)
+    sched.run_until(100.2 - 1e-6)
+    assert frames == dict.fromkeys(range(6), 10)
+    # each pacer is woken on its own phase: no frame late, none skipped
+    assert [(p.late_frames, p.skipped_frames) for p in pacers] == [(0, 0)] * 6
+
+
+def test_phases_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least one phase"):
+        Ticker(Clock(), phases=0)
