@@ -7,9 +7,9 @@ retained, reusable memory was most of the bridge's growth per call, and it staye
 the calls had ended (bench/README.md, "Memory returned"). ``malloc_trim(0)`` gives free
 pages back (it took 0.6 ms with 30 calls up).
 
-So while calls are up the bridge trims every ``every_s`` seconds from a slot of the shared
-playout tick (agi_bridge/ticker.py), the least used one, so that no call's frame waits
-behind it; and once the last call has ended it collects cycles and trims again
+So while calls are up the bridge trims every ``every_s`` seconds, right after a shared
+playout tick (agi_bridge/ticker.py), when every call's frame has just left and the next
+one is 20 ms away; and once the last call has ended it collects cycles and trims again
 after ``settle_s``. Where malloc has no ``malloc_trim`` (musl, macOS) nothing is done.
 """
 
@@ -107,7 +107,7 @@ class HeapReturn:
             return
         ticker = ticker_mod.shared(self._clock)
         if len(ticker) and self._tick_key is None:
-            # in the tick's least used slot: between the calls' frames, not before them
+            # after this deadline's frames: subscribers run in order, this one last
             self._tick_key = ticker.subscribe(self._after_tick)
         else:
             self._run()

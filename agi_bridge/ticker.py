@@ -32,9 +32,6 @@ log = logging.getLogger(__name__)
 Tick = Callable[[float], None]
 EARLY_S = 50e-6
 UVLOOP_SLACK_S = 0.001
-# slots per 20 ms of the process's shared ticker: calls' frames leave in this many groups
-# 5 ms apart (bench/README.md, "Spread over the 20 ms"); an empty slot costs no wake-up
-PHASES = 4
 
 
 class Cancellable(Protocol):
@@ -45,13 +42,7 @@ Schedule = Callable[[float, Callable[[], None]], Cancellable]
 
 
 class Ticker:
-    """Calls subscribers on shared deadlines ``t0 + k * interval`` (monotonic).
-
-    With ``phases`` > 1 the grid is cut into that many slots (``interval / phases``
-    apart) and each subscriber gets the least used slot: it is called once per
-    ``interval``, at ``t0 + phase * step + k * interval``. The frames of a process's calls
-    then leave in ``phases`` small groups instead of one burst, and the PBX, which
-    wakes one thread per call to forward each frame, gets them spread over the 20 ms."""
+    """Calls subscribers on shared deadlines ``t0 + k * interval`` (monotonic)."""
 
     def __init__(
         self,
@@ -61,62 +52,38 @@ class Ticker:
         interval: float = FRAME_MS / 1000,
         timer_slack: float = 0.0,
         release: Callable[[], None] | None = None,
-        phases: int = 1,
     ) -> None:
-        if phases < 1:
-            raise ValueError(f"a ticker needs at least one phase, got {phases}")
         self._clock = clock
         self._schedule = schedule
         self._release = release  # told when the last subscriber has left (frees a timerfd)
         self.interval = interval
-        self.phases = phases
-        self.step = interval / phases
         # added to every timer: libuv (uvloop) timers count whole ms from a cached loop
         # time and fire up to 1 ms early; asyncio's epoll timeout rounds up on its own
         self.timer_slack = timer_slack
         self.t0 = clock()
         self._subscribers: dict[int, Tick] = {}
-        self._phase_of: dict[int, int] = {}
-        self._load = [0] * phases
         self._next_key = 0
         self._timer: Cancellable | None = None
         self.deadline = 0.0  # of the armed timer
-        self._slot = -1  # the grid slot (index in steps) of the armed timer
-        self._served = -1  # the last slot whose subscribers were called
         self.ticks = 0
 
-    def anchor(self, key: int | None = None) -> float:
-        """The next deadline at or after now of ``key``'s phase (phase 0 without a key):
-        where a new Pacer starts."""
-        phase = self._phase_of.get(key, 0) if key is not None else 0
-        base = self.t0 + phase * self.step
-        k = -(-(self._clock() - base) // self.interval)  # ceil
-        return base + k * self.interval
+    def anchor(self) -> float:
+        """The next grid deadline at or after now: where a new Pacer starts."""
+        k = -(-(self._clock() - self.t0) // self.interval)  # ceil
+        return self.t0 + k * self.interval
 
     def subscribe(self, tick: Tick) -> int:
-        """Call ``tick(now)`` once per interval, in the least used phase, until
-        ``unsubscribe``. ``tick`` must not raise (a subscriber that does is dropped and
-        the error logged)."""
+        """Call ``tick(now)`` on every grid deadline until ``unsubscribe``. ``tick`` must
+        not raise (a subscriber that does is dropped and the error logged)."""
         key = self._next_key
         self._next_key += 1
-        phase = min(range(self.phases), key=self._load.__getitem__)
         self._subscribers[key] = tick
-        self._phase_of[key] = phase
-        self._load[phase] += 1
         if self._timer is None:
-            self._arm_after(self._slot_at_or_after(self._clock()) - 1)
-        elif phase != self._slot % self.phases and self.phases > 1:
-            # a slot of this phase may come before the armed one
-            first = self._next_slot(self._served)
-            if first < self._slot:
-                self._timer.cancel()
-                self._arm_slot(first)
+            self._arm(self.anchor())
         return key
 
     def unsubscribe(self, key: int) -> None:
-        if self._subscribers.pop(key, None) is None:
-            return
-        self._load[self._phase_of.pop(key)] -= 1
+        self._subscribers.pop(key, None)
         if not self._subscribers and self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -125,24 +92,6 @@ class Ticker:
 
     def __len__(self) -> int:
         return len(self._subscribers)
-
-    def _slot_at_or_after(self, t: float) -> int:
-        return int(-(-(t - self.t0 - 1e-9) // self.step))
-
-    def _next_slot(self, after: int) -> int:
-        """The first slot after ``after`` whose phase has subscribers."""
-        for k in range(after + 1, after + 1 + self.phases):
-            if self._load[k % self.phases]:
-                return k
-        return after + 1  # nobody subscribed: only reached while arming for a first one
-
-    def _arm_after(self, after: int) -> None:
-        self._served = max(self._served, after)
-        self._arm_slot(self._next_slot(after))
-
-    def _arm_slot(self, slot: int) -> None:
-        self._slot = slot
-        self._arm(self.t0 + slot * self.step)
 
     def _arm(self, deadline: float) -> None:
         self.deadline = deadline
@@ -160,28 +109,18 @@ class Ticker:
         # leave this deadline's frame for the next tick)
         now = max(now, self.deadline)
         self.ticks += 1
-        # late: the slots that passed meanwhile are served now too (once each phase)
-        last = max(self._slot, int((now - self.t0) / self.step + 1e-6))
-        if last - self._served >= self.phases:
-            due = None  # a whole interval or more: every phase
-        else:
-            due = {k % self.phases for k in range(self._served + 1, last + 1)}
-        self._served = last
-        phase_of = self._phase_of
         # a copy: a subscriber may unsubscribe itself (or another) from its tick
         for key, tick in list(self._subscribers.items()):
-            if due is not None and phase_of.get(key) not in due:
-                continue
             try:
                 tick(now)
             except Exception:
                 log.exception("playout tick failed: subscriber dropped")
-                self.unsubscribe(key)
+                self._subscribers.pop(key, None)
         if self._subscribers:
-            if self._timer is None:  # (a subscribe during the tick may have armed it)
-                # the next slot after now: a late tick does not shift the grid
-                after = max(last, int((self._clock() - self.t0) / self.step + 1e-6))
-                self._arm_slot(self._next_slot(after))
+            # the next grid deadline after now: a late tick does not shift the grid
+            done = round((self.deadline - self.t0) / self.interval)
+            k = max(done + 1, int((self._clock() - self.t0) / self.interval + 1e-6) + 1)
+            self._arm(self.t0 + k * self.interval)
         elif self._release is not None:
             self._release()  # the last subscriber left during this tick
 
@@ -210,10 +149,9 @@ def shared(clock: Callable[[], float] = time.monotonic) -> Ticker:
         if clock is time.monotonic and timerfd.available():
             # a kernel timer on the loop's epoll: on time to ~50 µs (agi_bridge/timerfd.py)
             fd_timer = timerfd.TimerfdSchedule(loop)
-            ticker = Ticker(clock, fd_timer, release=fd_timer.cancel, phases=PHASES)
+            ticker = Ticker(clock, fd_timer, release=fd_timer.cancel)
         else:
             uv = type(loop).__module__.startswith("uvloop")
-            slack = UVLOOP_SLACK_S if uv else 0.0
-            ticker = Ticker(clock, timer_slack=slack, phases=PHASES)
+            ticker = Ticker(clock, timer_slack=UVLOOP_SLACK_S if uv else 0.0)
         tickers[id(clock)] = ticker
     return ticker

@@ -37,6 +37,7 @@ class PlayoutPump:
         task per frame); this task only carries out what a released frame makes the
         conversation decide (rare), and raises what the tick hit."""
         ticker = shared_ticker(self._clock)
+        pacer = self._pacer = Pacer(self._clock, t0=ticker.anchor())
         playout = self.conversation.playout
         on_released = self.conversation.on_released
         send = self._media.send_frame
@@ -74,8 +75,6 @@ class PlayoutPump:
                 wake.set()
 
         key = ticker.subscribe(tick)
-        # on its phase of the shared grid (ticks come from the loop, never before this)
-        pacer = self._pacer = Pacer(self._clock, t0=ticker.anchor(key))
         try:
             while True:
                 await wake.wait()
