@@ -93,6 +93,15 @@ class Ticker:
     def __len__(self) -> int:
         return len(self._subscribers)
 
+    def close(self) -> None:
+        """Forget every subscriber and stop the timer (its loop is gone)."""
+        self._subscribers.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._release is not None:
+            self._release()
+
     def _arm(self, deadline: float) -> None:
         self.deadline = deadline
         schedule = self._schedule or _loop_schedule
@@ -139,8 +148,10 @@ def shared(clock: Callable[[], float] = time.monotonic) -> Ticker:
     loop = asyncio.get_running_loop()
     entry = _shared.get(id(loop))
     if entry is None or entry[0] is not loop:
-        for key, (old, _) in list(_shared.items()):
+        for key, (old, old_tickers) in list(_shared.items()):
             if old.is_closed():
+                for stale in old_tickers.values():
+                    stale.close()  # a loop closed with subscribers left: free its timerfd
                 del _shared[key]
         entry = _shared[id(loop)] = (loop, {})
     tickers = entry[1]

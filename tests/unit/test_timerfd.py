@@ -91,3 +91,19 @@ async def test_ticks_land_on_the_grid_never_early() -> None:
     late.sort()
     if late[len(late) // 2] > 0.05:
         pytest.fail(f"median tick lateness {late[len(late) // 2] * 1000:.2f} ms")
+
+
+def test_a_loop_closed_with_subscribers_left_frees_its_timerfd_on_the_next_loop() -> None:
+    async def leave_one() -> None:
+        ticker_module.shared().subscribe(lambda now: None)  # never unsubscribed
+        await asyncio.sleep(0.05)
+
+    before = _fds()
+    asyncio.run(leave_one())
+    assert _fds() == before + 1  # its loop is closed, the timerfd still open
+
+    async def next_loop() -> None:
+        ticker_module.shared()  # prunes the closed loop's tickers
+
+    asyncio.run(next_loop())
+    assert _fds() == before
