@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import gc
 import logging
 import time
 from collections.abc import Callable
 
 from agi_bridge import ticker as ticker_mod
+from agi_bridge.libc import libc
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,9 @@ Trim = Callable[[], int]
 
 def libc_trim() -> Trim | None:
     """glibc's ``malloc_trim(0)``, or None where the C library has none."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        fn = libc.malloc_trim
-    except (OSError, AttributeError, TypeError):
+    c = libc()
+    fn = getattr(c, "malloc_trim", None) if c is not None else None
+    if fn is None:
         return None
     fn.argtypes = [ctypes.c_size_t]
     fn.restype = ctypes.c_int
@@ -68,7 +66,7 @@ class HeapReturn:
         self.settle_s = settle_s
         self._clock = clock
         self._timer: asyncio.TimerHandle | None = None
-        self._tick_key: int | None = None
+        self._tick: tuple[ticker_mod.Ticker, int] | None = None  # a trim waiting for a tick
         self._active = 0
         self._closed = False
         self.trims = 0
@@ -106,9 +104,9 @@ class HeapReturn:
             self._run()
             return
         ticker = ticker_mod.shared(self._clock)
-        if len(ticker) and self._tick_key is None:
+        if len(ticker) and self._tick is None:
             # after this deadline's frames: subscribers run in order, this one last
-            self._tick_key = ticker.subscribe(self._after_tick)
+            self._tick = (ticker, ticker.subscribe(self._after_tick))
         else:
             self._run()
         self._arm(self.every_s)
@@ -118,9 +116,10 @@ class HeapReturn:
         self._run()
 
     def _leave_tick(self) -> None:
-        if self._tick_key is not None:
-            ticker_mod.shared(self._clock).unsubscribe(self._tick_key)
-            self._tick_key = None
+        if self._tick is not None:
+            ticker, key = self._tick
+            self._tick = None
+            ticker.unsubscribe(key)
 
     def _run(self) -> None:
         assert self._trim is not None

@@ -84,11 +84,8 @@ class Ticker:
 
     def unsubscribe(self, key: int) -> None:
         self._subscribers.pop(key, None)
-        if not self._subscribers and self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-            if self._release is not None:
-                self._release()
+        if not self._subscribers:
+            self._stop()
 
     def __len__(self) -> int:
         return len(self._subscribers)
@@ -96,6 +93,10 @@ class Ticker:
     def close(self) -> None:
         """Forget every subscriber and stop the timer (its loop is gone)."""
         self._subscribers.clear()
+        self._stop()
+
+    def _stop(self) -> None:
+        """No subscriber left: no timer, and the scheduler may free what it holds."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -124,14 +125,12 @@ class Ticker:
                 tick(now)
             except Exception:
                 log.exception("playout tick failed: subscriber dropped")
-                self._subscribers.pop(key, None)
+                self.unsubscribe(key)
         if self._subscribers:
             # the next grid deadline after now: a late tick does not shift the grid
             done = round((self.deadline - self.t0) / self.interval)
             k = max(done + 1, int((self._clock() - self.t0) / self.interval + 1e-6) + 1)
             self._arm(self.t0 + k * self.interval)
-        elif self._release is not None:
-            self._release()  # the last subscriber left during this tick
 
 
 def _loop_schedule(delay: float, fn: Callable[[], None]) -> Cancellable:

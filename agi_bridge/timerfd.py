@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import logging
 import os
 import sys
 from collections.abc import Callable
+
+from agi_bridge.libc import libc
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,11 @@ class _Itimerspec(ctypes.Structure):
 
 
 class _Libc:
-    def __init__(self) -> None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        self.create = libc.timerfd_create
+    def __init__(self, c: ctypes.CDLL) -> None:
+        self.create = c.timerfd_create
         self.create.argtypes = [ctypes.c_int, ctypes.c_int]
         self.create.restype = ctypes.c_int
-        self.settime = libc.timerfd_settime
+        self.settime = c.timerfd_settime
         self.settime.argtypes = [
             ctypes.c_int,
             ctypes.c_int,
@@ -64,10 +64,11 @@ def _load() -> _Libc | None:
     global _libc, _tried
     if not _tried:
         _tried = True
-        if sys.platform.startswith("linux"):
+        c = libc()
+        if sys.platform.startswith("linux") and c is not None:
             try:
-                _libc = _Libc()
-            except (OSError, AttributeError, TypeError) as exc:
+                _libc = _Libc(c)
+            except AttributeError as exc:
                 log.debug("no timerfd (%s): the playout tick uses the loop's timers", exc)
     return _libc
 

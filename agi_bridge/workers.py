@@ -21,8 +21,6 @@ them, waits for their calls to finish, and exits 0. A worker dies with its super
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
 import logging
 import math
@@ -36,6 +34,7 @@ from types import FrameType
 
 from agi_bridge.config import Config, split_hostport
 from agi_bridge.errors import ConfigError
+from agi_bridge.libc import libc
 
 log = logging.getLogger("agi_bridge.workers")
 
@@ -86,8 +85,9 @@ def worker_config(cfg: Config, index: int, count: int) -> Config:
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    c = libc()
+    if c is not None:
+        c.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class Supervisor:

@@ -154,6 +154,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "digits",
             "keypress_quiet",
             "prompt_context",
+            "libc",
         ),
     ),
     ("config", ("config",)),
