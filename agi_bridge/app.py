@@ -94,6 +94,7 @@ class Bridge:
         observers: tuple[Observer, ...] = (),
         simulator_scenario: Any = None,
         reuse_fastagi_port: bool = False,
+        http_unix: str = "",
     ) -> None:
         self.config = config
         self._connect = connect
@@ -158,7 +159,7 @@ class Bridge:
         self._idle = asyncio.Event()  # set while no call is live (drain waits on it)
         self._idle.set()
         # records, metrics, /metrics + /healthz, webhook (see monitoring.py)
-        self.monitoring = Monitoring(config)
+        self.monitoring = Monitoring(config, http_unix=http_unix)
         if self.monitoring.http is not None and config.admin.enabled:
             add_admin_routes(self.monitoring.http.app, self)  # operator controls, /admin
 
@@ -267,6 +268,8 @@ class Bridge:
                 "url": ari.url,
                 "media": ari.media,
             }
+            if self.ari.client.replaced:
+                checks["ari"]["detail"] = "application taken over by another websocket"
         if self.draining:
             checks["accepting"] = {"ok": False, "detail": "shutting down: new calls refused"}
         return checks

@@ -167,8 +167,16 @@ class HttpServer:
     """
 
     def __init__(
-        self, listen: str, *, max_connections: int = 256, idle_timeout: float = 10.0
+        self,
+        listen: str,
+        *,
+        max_connections: int = 256,
+        idle_timeout: float = 10.0,
+        unix: str = "",
     ) -> None:
+        # unix: a worker of ``serve --workers N`` serves a Unix socket that only the
+        # supervisor's front (front.py) talks to; the front holds ``listen`` itself
+        self.unix = unix
         self.host, self._port = split_hostport(listen)
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
@@ -203,6 +211,15 @@ class HttpServer:
             max_headers=64,
         )
         await self._runner.setup()
+        if self.unix:
+            try:
+                await web.UnixSite(self._runner, self.unix).start()
+            except BaseException:
+                await self._runner.cleanup()
+                self._runner = None
+                raise
+            log.info("HTTP on %s for the supervisor's front", self.unix)
+            return
         self._site = _LimitedSite(
             self._runner, self.host, self._port, max_connections=self.max_connections
         )
@@ -250,7 +267,7 @@ def log_event(call: CallView, kind: str, data: dict[str, Any]) -> None:
 
 
 class Monitoring:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, http_unix: str = "") -> None:
         self.config = config
         self.metrics = Metrics(config)
         self.webhook: WebhookSender | None = None
@@ -268,6 +285,7 @@ class Monitoring:
                 config.listen.http,
                 max_connections=config.limits.max_http_connections,
                 idle_timeout=config.limits.http_idle_timeout_s,
+                unix=http_unix,
             )
             self.http.app.router.add_get("/metrics", self._metrics)
             self.http.app.router.add_get("/healthz", self._healthz)

@@ -9,14 +9,21 @@ same process), each worker is a whole Bridge with:
 - its own AudioSocket port, ``listen.audiosocket`` + worker index. The worker that
   registered a call tells the dialplan that address in ``AGI_BRIDGE_AUDIOSOCKET``
   (asterisk/agi.py), so the audio goes to the process that knows the call;
-- its own HTTP port (/metrics, /healthz, admin), ``listen.http`` + worker index: each
-  worker is one scrape target (a shared port would answer from a random worker);
-- ``limits.max_calls`` divided between the workers (rounded up).
+- its HTTP (/metrics, /healthz, /admin) on a Unix socket in the supervisor's private
+  directory: the supervisor serves ``listen.http`` itself (front.py) and asks every
+  worker, so a host is one scrape target, one health check and one admin URL however
+  many workers it runs;
+- ``limits.max_calls`` divided between the workers (rounded up);
+- ARI (``ari.enabled``) in worker 0 only: Asterisk gives a Stasis application one events
+  websocket (a second one takes it over), so every Stasis call lands in worker 0, which
+  keeps the whole ``limits.max_calls`` for them.
 
-The supervisor (this module, no event loop) starts the workers, restarts one that exits
-(with a growing delay if it keeps dying at start-up), forwards SIGTERM/SIGINT to all of
-them, waits for their calls to finish, and exits 0. A worker dies with its supervisor
-(PR_SET_PDEATHSIG), so a killed supervisor leaves no orphan listening on the ports.
+The supervisor (this module, no event loop of its own) starts the workers, restarts one
+that exits (with a growing delay if it keeps dying at start-up), forwards SIGTERM/SIGINT
+to all of them, waits for their calls to finish, and exits 0. A worker dies with its
+supervisor (PR_SET_PDEATHSIG, set by the worker itself: the supervisor runs the front's
+thread, and ``preexec_fn`` is unsafe in a process with threads), so a killed supervisor
+leaves no orphan listening on the ports.
 """
 
 from __future__ import annotations
@@ -74,20 +81,27 @@ def _shift(hostport: str, index: int) -> str:
 
 
 def worker_config(cfg: Config, index: int, count: int) -> Config:
-    """The config of worker ``index`` of ``count`` (see the module docstring)."""
-    listen = dataclasses.replace(
-        cfg.listen,
-        audiosocket=_shift(cfg.listen.audiosocket, index),
-        http=_shift(cfg.listen.http, index),
-    )
-    limits = dataclasses.replace(cfg.limits, max_calls=math.ceil(cfg.limits.max_calls / count))
-    return dataclasses.replace(cfg, listen=listen, limits=limits)
+    """The config of worker ``index`` of ``count`` (see the module docstring).
+    ``listen.http`` stays the front's address (the admin checks judge that one)."""
+    listen = dataclasses.replace(cfg.listen, audiosocket=_shift(cfg.listen.audiosocket, index))
+    ari = dataclasses.replace(cfg.ari, enabled=cfg.ari.enabled and index == 0)
+    share = cfg.limits.max_calls if ari.enabled else math.ceil(cfg.limits.max_calls / count)
+    limits = dataclasses.replace(cfg.limits, max_calls=share)
+    return dataclasses.replace(cfg, listen=listen, limits=limits, ari=ari)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+def http_sockets(directory: str, count: int) -> list[str]:
+    """Where each worker serves its HTTP for the front."""
+    return [os.path.join(directory, f"worker-{i}.sock") for i in range(count)]
+
+
+def die_with_parent(supervisor_pid: int) -> None:
+    """In a worker: get SIGTERM when the supervisor dies; exit now if it already has."""
     c = libc()
     if c is not None:
         c.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != supervisor_pid:  # it died before the prctl: no signal will come
+        raise SystemExit(f"worker: supervisor {supervisor_pid} is gone")
 
 
 class Supervisor:
@@ -114,11 +128,7 @@ class Supervisor:
         self.signal_received: int | None = None
 
     def _start(self, index: int) -> None:
-        proc = subprocess.Popen(
-            list(self.command(index)),
-            env=self.env,
-            preexec_fn=_die_with_parent,  # the parent has no threads: preexec_fn is safe
-        )
+        proc = subprocess.Popen(list(self.command(index)), env=self.env)
         self.procs[index] = proc
         self.started_at[index] = time.monotonic()
         log.info("worker %d started (pid %d)", index, proc.pid)

@@ -7,6 +7,11 @@
   registers the application; Asterisk keeps channels that are in Stasis when the websocket
   drops, so the supervisor reconnects with capped exponential backoff and then calls
   ``on_reconnect`` so that the owner re-syncs what happened meanwhile (GET /channels).
+- One websocket per application: when another one registers the same name (a second
+  bridge with the same ``ari.app``), Asterisk sends this one ``ApplicationReplaced`` and
+  its events go there. The client then stops, loudly (``replaced``, an ERROR line, a
+  failing health check) instead of reconnecting: two bridges taking the application
+  from each other would each lose the events of the other's live calls.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import aiohttp
 
 from agi_bridge.errors import AriError
-from agi_bridge.protocol.ari import AriEvent, AriProtocolError, parse_event
+from agi_bridge.protocol.ari import ApplicationReplaced, AriEvent, AriProtocolError, parse_event
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +81,7 @@ class AriClient:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self.connected = asyncio.Event()
         self.connections = 0  # successful events-websocket connections so far
+        self.replaced = False  # another websocket took the application (see the docstring)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -125,6 +131,8 @@ class AriClient:
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 log.warning("ARI events websocket %s: %s", self._safe_events_url, exc)
             self.connected.clear()
+            if self.replaced:
+                return
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._backoff_max)
 
@@ -146,6 +154,9 @@ class AriClient:
                 async for message in ws:
                     if message.type is aiohttp.WSMsgType.TEXT:
                         self._dispatch(message.data)
+                        if self.replaced:
+                            await ws.close()
+                            return
                     elif message.type is aiohttp.WSMsgType.ERROR:
                         raise aiohttp.ClientError(f"websocket error: {ws.exception()}")
             finally:
@@ -157,6 +168,15 @@ class AriClient:
             event = parse_event(text)
         except AriProtocolError as exc:
             log.warning("ARI event ignored: %s", exc)
+            return
+        if isinstance(event, ApplicationReplaced):
+            self.replaced = True
+            log.error(
+                "ARI application %s was taken over by another websocket (another bridge"
+                " with the same ari.app?): this bridge stops listening for Stasis calls;"
+                " give each bridge its own ari.app, then restart this one",
+                self.app,
+            )
             return
         try:
             self._on_event(event)

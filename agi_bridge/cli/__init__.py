@@ -93,12 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--workers",
-        default="1",
-        help="bridge processes sharing the FastAGI port: a number, or 'auto' (one per core;"
-        " 1 when listen.fastagi has port 0). Default 1: /metrics, /healthz and the admin"
-        " API are per worker (listen.http + index)",
+        default="auto",
+        help="bridge processes sharing the FastAGI port: a number, or 'auto' (the default:"
+        " one per core; 1 when listen.fastagi has port 0). With more than one, the"
+        " supervisor serves listen.http for all of them (/metrics, /healthz, /admin)",
     )
-    p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the supervisor
+    # set by the supervisor for its workers
+    p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--supervisor-pid", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--http-unix", help=argparse.SUPPRESS)
 
     p = sub.add_parser("simulate", help="run the local Realtime-protocol simulator (test double)")
     p.add_argument("--host", default="127.0.0.1")

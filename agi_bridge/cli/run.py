@@ -7,8 +7,11 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +33,20 @@ def listeners(cfg: Config) -> list[tuple[str, str]]:
     return out
 
 
-def check_listeners(cfg: Config, *, shared_fastagi: bool = False) -> None:
+def check_listeners(cfg: Config, *, shared_fastagi: bool = False, http_unix: bool = False) -> None:
     """ConfigError naming the setting when a listener's port is taken (before starting).
-    ``shared_fastagi``: a worker shares the FastAGI port with its siblings (SO_REUSEPORT)."""
+    A worker shares the FastAGI port with its siblings (SO_REUSEPORT, ``shared_fastagi``)
+    and serves HTTP on a Unix socket while the supervisor holds listen.http (``http_unix``)."""
+    skip = {"listen.fastagi"} if shared_fastagi else set()
+    skip |= {"listen.http"} if http_unix else set()
+    check_listeners_of(cfg, tuple(s for s, _ in listeners(cfg) if s not in skip))
+
+
+def check_listeners_of(cfg: Config, settings: tuple[str, ...]) -> None:
     for setting, value in listeners(cfg):
-        if shared_fastagi and setting == "listen.fastagi":
-            continue
-        host, port = split_hostport(value)
-        check_free(host, port, setting)
+        if setting in settings:
+            host, port = split_hostport(value)
+            check_free(host, port, setting)
 
 
 def explain_bind_error(cfg: Config, exc: OSError) -> ConfigError | None:
@@ -93,33 +102,75 @@ def serve_command(args: argparse.Namespace, cfg: Config) -> int:
         raise ConfigError(f"--workers {args.workers!r}: a number or 'auto'")
     workers.check(cfg, count)
     if args.worker_index is not None:
+        workers.die_with_parent(args.supervisor_pid)
         worker_cfg = workers.worker_config(cfg, args.worker_index, count)
-        eventloop.run(serve(worker_cfg, f"{args.worker_index}/{count}"), args.loop)
+        worker = f"{args.worker_index}/{count}"
+        eventloop.run(serve(worker_cfg, worker, http_unix=args.http_unix or ""), args.loop)
     elif count == 1:
         eventloop.run(serve(cfg), args.loop)
     else:
-
-        def command(index: int) -> list[str]:
-            cmd = [sys.executable, "-m", "agi_bridge", "--log-format", args.log_format]
-            cmd += ["--log-level", args.log_level] if args.log_level else []
-            cmd += ["serve", "--loop", args.loop, "--workers", str(count)]
-            cmd += ["-c", args.config] if args.config else []
-            return [*cmd, "--worker-index", str(index)]
-
-        return workers.Supervisor(command, count).run()
+        return supervise(args, cfg, count)
     return 0
 
 
-async def serve(cfg: Config, worker: str = "") -> None:
+def supervise(args: argparse.Namespace, cfg: Config, count: int) -> int:
+    """``serve --workers N``: the front on ``listen.http``, N workers behind it."""
+    from agi_bridge import workers
+    from agi_bridge.admin import check_admin_auth, ensure_admin_token
+    from agi_bridge.front import Front
+
+    rundir = tempfile.mkdtemp(prefix="agi-bridge-")  # mode 0700: the workers' HTTP sockets
+    sockets = workers.http_sockets(rundir, count)
+    supervisor_pid = str(os.getpid())
+
+    def command(index: int) -> list[str]:
+        cmd = [sys.executable, "-m", "agi_bridge", "--log-format", args.log_format]
+        cmd += ["--log-level", args.log_level] if args.log_level else []
+        cmd += ["serve", "--loop", args.loop, "--workers", str(count)]
+        cmd += ["-c", args.config] if args.config else []
+        cmd += ["--supervisor-pid", supervisor_pid, "--http-unix", sockets[index]]
+        return [*cmd, "--worker-index", str(index)]
+
+    supervisor = workers.Supervisor(command, count)
+    front: Front | None = None
+    try:
+        if cfg.listen.http:
+            check_listeners_of(cfg, ("listen.http",))
+            if cfg.admin.enabled:  # once here, not raced by N workers generating tokens
+                check_admin_auth(cfg)
+                ensure_admin_token(cfg)
+            front = Front(
+                cfg.listen.http,
+                sockets,
+                admin=cfg.admin.enabled,
+                restarts=lambda: supervisor.restarts,
+                max_connections=cfg.limits.max_http_connections,
+                idle_timeout=cfg.limits.http_idle_timeout_s,
+            )
+            try:
+                front.start()
+            except OSError as exc:
+                explained = explain_bind_error(cfg, exc)
+                if explained is None:
+                    raise
+                raise explained from None
+        return supervisor.run()
+    finally:
+        if front is not None:
+            front.stop()
+        shutil.rmtree(rundir, ignore_errors=True)
+
+
+async def serve(cfg: Config, worker: str = "", *, http_unix: str = "") -> None:
     from agi_bridge.app import Bridge
     from agi_bridge.eventloop import name as loop_name
     from agi_bridge.eventloop import settle_heap
 
-    check_listeners(cfg, shared_fastagi=bool(worker))
+    check_listeners(cfg, shared_fastagi=bool(worker), http_unix=bool(http_unix))
     warn_about_ami(cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    bridge = Bridge(cfg, reuse_fastagi_port=bool(worker))
+    bridge = Bridge(cfg, reuse_fastagi_port=bool(worker), http_unix=http_unix)
 
     def on_signal() -> None:
         if stop.is_set():

@@ -68,6 +68,14 @@ class ChannelDtmfReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class ApplicationReplaced:
+    """Another websocket registered this application: Asterisk sends it the events now
+    (one websocket per application; the newer one wins)."""
+
+    application: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownEvent:
     type: str
 
@@ -78,6 +86,7 @@ AriEvent = (
     | ChannelDestroyed
     | ChannelHangupRequest
     | ChannelDtmfReceived
+    | ApplicationReplaced
     | UnknownEvent
 )
 
@@ -140,6 +149,8 @@ def parse_event(text: str | bytes) -> AriEvent:
         return ChannelDtmfReceived(
             parse_channel(body.get("channel")), digit, _int(body.get("duration_ms"))
         )
+    if kind == "ApplicationReplaced":
+        return ApplicationReplaced(str(body.get("application", "")))
     return UnknownEvent(kind)
 
 

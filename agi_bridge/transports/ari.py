@@ -185,8 +185,8 @@ class AriTransport:
                 return
             self._spawn(self._run_call(event))
             return
-        if isinstance(event, events.UnknownEvent):
-            return
+        if isinstance(event, (events.UnknownEvent, events.ApplicationReplaced)):
+            return  # the client handles ApplicationReplaced itself
         call = self.calls.get(event.channel.id)
         if call is None:
             media_call = self._media.get(event.channel.id)

@@ -206,6 +206,26 @@ async def test_the_app_registers_and_hears_only_its_own_channels(
     assert calls.identities == []
 
 
+async def test_a_second_websocket_for_the_app_takes_it_and_the_first_stops_loudly(
+    asterisk: Asterisk, ari_rig: StartTransport, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Asterisk keeps one websocket per application (the newer wins): a second bridge
+    with the same ari.app takes it, and the first one says so and does not take it back
+    (two bridges taking turns would each lose the events of the other's live calls)."""
+    first, _ = await ari_rig("rtp")
+    second, _ = await ari_rig("rtp")
+    assert second.client.connected.is_set()
+    async with asyncio.timeout(5):
+        while not first.client.replaced:  # noqa: ASYNC110 - set by the client's reader
+            await asyncio.sleep(0.05)
+    assert "taken over by another websocket" in caplog.text
+    await asyncio.sleep(1.5)  # several reconnect backoffs: the first must stay away
+    assert first.client.connections == 1 and not first.client.connected.is_set()
+    assert second.client.connections == 1 and not second.client.replaced
+    apps = await asyncio.to_thread(harness.ari_request, "GET", "/applications")
+    assert [a["name"] for a in apps] == ["agi-bridge"]
+
+
 @pytest.mark.parametrize("media", MEDIA_MODES)
 async def test_echo_dtmf_and_completed_release(
     media: str,

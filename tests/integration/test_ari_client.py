@@ -142,6 +142,26 @@ async def test_reconnects_after_a_drop_and_resyncs(fake_ari: tuple[FakeAri, str]
         await client.close()
 
 
+async def test_application_replaced_stops_the_client_without_reconnecting(
+    fake_ari: tuple[FakeAri, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    fake, url = fake_ari
+    client, events, resyncs = make_client(url)
+    await client.start()
+    try:
+        await client.wait_connected(2)
+        await fake.sockets[0].send_str('{"type":"ApplicationReplaced","application":"agi-bridge"}')
+        async with asyncio.timeout(2):
+            while not client.replaced or client.connected.is_set():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.5)  # a few backoffs (0.05 .. 0.2 s): no new connection
+        assert client.connections == 1 and len(fake.event_queries) == 1
+        assert events == [] and resyncs == []
+        assert "taken over by another websocket" in caplog.text
+    finally:
+        await client.close()
+
+
 async def test_errors_name_method_path_status_and_never_the_password(
     fake_ari: tuple[FakeAri, str], caplog: pytest.LogCaptureFixture
 ) -> None:

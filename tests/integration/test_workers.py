@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import re
 import signal
@@ -17,7 +18,9 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from agi_bridge.simulator import Simulator
 from agi_bridge.virtual_caller import VirtualCaller
@@ -45,6 +48,10 @@ def free_ports(count: int) -> int:
     raise RuntimeError("no run of free ports")
 
 
+TOKEN = "front-test-admin-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
 class Served:
     def __init__(self, proc: asyncio.subprocess.Process, agi: int, audio: int, http: int):
         self.proc, self.agi, self.audio, self.http = proc, agi, audio, http
@@ -59,13 +66,27 @@ class Served:
                 out[int(m[1])] = int(m[2])
         return out
 
+    async def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+        return await self.http_request("GET", path, headers)
+
+    async def http_request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, json: object = None
+    ) -> tuple[int, str]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                method, f"http://127.0.0.1:{self.http}{path}", headers=headers, json=json
+            ) as r,
+        ):
+            return r.status, await r.text()
+
     def ready(self) -> int:
         return sum("ready" in line and "worker" in line for line in self.lines)
 
 
 @pytest.fixture
 async def served(simulator: Simulator, tmp_path: Path) -> AsyncIterator[Served]:
-    agi, audio, http = free_ports(1), free_ports(2), free_ports(2)
+    agi, audio, http = free_ports(1), free_ports(2), free_ports(1)
     cfg = tmp_path / "bridge.yaml"
     cfg.write_text(
         f"""
@@ -76,7 +97,8 @@ records: {{enabled: false}}
 realtime: {{provider: url, url: "{simulator.url}", connect_timeout_s: 5}}
 """
     )
-    env = {**os.environ, "OPENAI_API_KEY": "sk-test"}  # any key: the simulator wants one
+    # any key: the simulator wants one
+    env = {**os.environ, "OPENAI_API_KEY": "sk-test", "AGI_BRIDGE_ADMIN_TOKEN": TOKEN}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -184,6 +206,75 @@ async def test_a_crashed_worker_is_restarted_and_sigterm_exits_0(served: Served)
         assert await s.proc.wait() == 0
     pids = s.worker_pids().values()
     await until(lambda: not any(_alive(p) for p in pids), timeout=10, what="workers gone")
+
+
+async def test_one_http_front_for_all_workers_health_metrics_and_admin(served: Served) -> None:
+    """listen.http is the supervisor's: /healthz and /metrics cover both workers, the
+    admin API lists every worker's calls and reaches the worker that holds one."""
+    s = served
+    status, text = await s.get("/healthz")
+    body = json.loads(text)
+    assert status == 200, text
+    assert set(body["workers"]) == {"0", "1"}
+    assert all(w["status"] == "ok" for w in body["workers"].values())
+    # one call in each worker
+    callers: dict[str, VirtualCaller] = {}
+    try:
+        for _ in range(64):
+            address, caller = await call_through(s)
+            if address in callers:
+                await caller.close()
+                continue
+            callers[address] = caller
+            if len(callers) == 2:
+                break
+        assert len(callers) == 2
+        await until(
+            lambda: all(len(c.heard.pcm) > 8000 for c in callers.values()),
+            timeout=20,
+            what="greetings",
+        )
+        status, text = await s.get("/metrics")
+        assert status == 200
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        up = {x.labels["worker"]: x.value for x in families["agi_bridge_worker_up"].samples}
+        assert up == {"0": 1, "1": 1}
+        live = {x.labels["worker"]: x.value for x in families["agi_bridge_active_calls"].samples}
+        assert live == {"0": 1, "1": 1}, text
+        # the admin API: one token, every worker's calls, each call reached where it is
+        status, text = await s.get("/admin/calls")
+        assert status == 401, text  # no token: refused (by the worker, same rule as ever)
+        status, text = await s.get("/admin/calls", AUTH)
+        assert status == 200, text
+        listed = json.loads(text)["calls"]
+        assert sorted(c["worker"] for c in listed) == [0, 1]
+        in_worker_1 = next(c["id"] for c in listed if c["worker"] == 1)
+        status, text = await s.get(f"/admin/calls/{in_worker_1}", AUTH)
+        assert status == 200 and json.loads(text)["call"]["id"] == in_worker_1
+        status, text = await s.http_request(
+            "POST", f"/admin/calls/{in_worker_1}/hangup", AUTH, {"reason": "front test"}
+        )
+        assert status == 200, text
+        status, _ = await s.http_request("POST", "/admin/calls/no-such-call/hangup", AUTH)
+        assert status == 404
+        worker_1 = f"127.0.0.1:{s.audio + 1}"
+        await until(lambda: callers[worker_1].closed.is_set(), timeout=10, what="hung up")
+        assert not callers[f"127.0.0.1:{s.audio}"].closed.is_set()
+        # a worker that is down shows in /healthz (503, named) and in worker_up
+        os.kill(s.worker_pids()[0], signal.SIGKILL)
+        await until(lambda: "exited with status -9" in "".join(s.lines), timeout=10, what="exit")
+        status, text = await s.get("/healthz")
+        assert status == 503 and json.loads(text)["failing"] == ["worker 0"], text
+        await until(lambda: s.ready() >= 3, timeout=30, what="worker 0 back")
+        status, text = await s.get("/healthz")
+        assert status == 200, text
+        status, text = await s.get("/metrics")
+        assert "agi_bridge_worker_restarts_total 1.0" in text or (
+            "agi_bridge_worker_restarts_total 1" in text
+        )
+    finally:
+        for c in callers.values():
+            await c.close()
 
 
 def _alive(pid: int) -> bool:

@@ -200,7 +200,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("app", ("app",)),
-    ("commands", ("check", "outbound", "ivrtest", "cli", "__main__", "eventloop", "workers")),
+    (
+        "commands",
+        ("check", "outbound", "ivrtest", "cli", "__main__", "eventloop", "workers", "front"),
+    ),
 ]
 # Observers see a call through call.events only; transports implement call.ports only.
 NARROW: dict[tuple[str, ...], tuple[str, ...]] = {

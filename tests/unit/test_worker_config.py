@@ -6,24 +6,40 @@ import pytest
 
 from agi_bridge.config import load_text
 from agi_bridge.errors import ConfigError
-from agi_bridge.workers import check, default_workers, worker_config
+from agi_bridge.workers import check, default_workers, http_sockets, worker_config
 
 
 def cfg(listen: str, max_calls: int = 100):  # type: ignore[no-untyped-def]
     return load_text(f"listen: {listen}\nlimits: {{max_calls: {max_calls}}}\n", "w.yaml")
 
 
-def test_each_worker_gets_its_own_audiosocket_and_http_port_and_a_share_of_calls() -> None:
+def test_each_worker_gets_its_own_audiosocket_port_and_a_share_of_calls() -> None:
     c = cfg('{audiosocket: "0.0.0.0:9092", fastagi: "0.0.0.0:4573", http: "127.0.0.1:8088"}', 5)
     w1 = worker_config(c, 1, 2)
     assert (w1.listen.audiosocket, w1.listen.http, w1.listen.fastagi) == (
         "0.0.0.0:9093",
-        "127.0.0.1:8089",
+        "127.0.0.1:8088",  # the front's: workers serve HTTP on a Unix socket behind it
         "0.0.0.0:4573",  # shared (SO_REUSEPORT)
     )
     assert w1.limits.max_calls == 3  # 5 over 2 workers, rounded up
     w0 = worker_config(c, 0, 2)
     assert (w0.listen.audiosocket, w0.listen.http) == ("0.0.0.0:9092", "127.0.0.1:8088")
+    assert not w0.ari.enabled and not w1.ari.enabled
+
+
+def test_ari_runs_in_worker_0_only_with_the_whole_call_limit() -> None:
+    c = load_text(
+        'listen: {fastagi: "127.0.0.1:4573"}\nlimits: {max_calls: 10}\nari: {enabled: true}\n',
+        "w.yaml",
+    )
+    w0, w1, w2 = (worker_config(c, i, 3) for i in range(3))
+    assert (w0.ari.enabled, w1.ari.enabled, w2.ari.enabled) == (True, False, False)
+    # Asterisk gives the application one websocket: every Stasis call lands in worker 0
+    assert (w0.limits.max_calls, w1.limits.max_calls) == (10, 4)
+
+
+def test_each_worker_has_its_own_http_socket_in_the_private_directory() -> None:
+    assert http_sockets("/run/x", 2) == ["/run/x/worker-0.sock", "/run/x/worker-1.sock"]
 
 
 def test_ephemeral_and_disabled_listeners_stay_so_and_ipv6_keeps_brackets() -> None:
