@@ -49,25 +49,37 @@ RESTART_DELAY_S = 1.0
 MAX_RESTART_DELAY_S = 30.0
 STABLE_AFTER_S = 10.0  # a worker that ran this long before exiting restarts at once
 STOP_TIMEOUT_S = 60.0  # live calls get this long after SIGTERM (then SIGKILL)
+CONFIG_ERROR_EXIT = 2  # the CLI's status for a ConfigError: restarting cannot mend it
 POLL_S = 0.2
 
 
 def default_workers(cfg: Config) -> int:
-    """``--workers auto``: cores, or 1 when the FastAGI port is ephemeral (workers cannot
-    share port 0)."""
-    if split_hostport(cfg.listen.fastagi)[1] == 0:
+    """``--workers auto`` (the default): cores, or 1 where workers cannot work: an
+    ephemeral FastAGI port (they cannot share port 0), or an AudioSocket address the
+    dialplan is not told (``audiosocket_advertise: off``: it cannot find the worker)."""
+    if _single_only(cfg):
         return 1
     return os.cpu_count() or 1
+
+
+def _single_only(cfg: Config) -> str:
+    """Why this config runs in one process only ("" = it need not)."""
+    if split_hostport(cfg.listen.fastagi)[1] == 0:
+        return f"listen.fastagi {cfg.listen.fastagi!r}: workers need a fixed FastAGI port"
+    if cfg.listen.audiosocket_advertise == "off":
+        return (
+            "listen.audiosocket_advertise 'off': the dialplan is not told which worker's"
+            " AudioSocket port a call belongs to"
+        )
+    return ""
 
 
 def check(cfg: Config, workers: int) -> None:
     if workers < 1:
         raise ConfigError(f"--workers {workers}: must be at least 1")
-    if workers > 1 and split_hostport(cfg.listen.fastagi)[1] == 0:
-        raise ConfigError(
-            f"{cfg.source or 'config'}: listen.fastagi {cfg.listen.fastagi!r}: --workers"
-            f" {workers} needs a fixed FastAGI port (the workers share it)"
-        )
+    why = _single_only(cfg) if workers > 1 else ""
+    if why:
+        raise ConfigError(f"{cfg.source or 'config'}: {why} (--workers {workers}; use 1)")
 
 
 def _shift(hostport: str, index: int) -> str:
@@ -126,6 +138,7 @@ class Supervisor:
         self.restarts = 0
         self._stop = threading.Event()
         self.signal_received: int | None = None
+        self.exit_status = 0
 
     def _start(self, index: int) -> None:
         proc = subprocess.Popen(list(self.command(index)), env=self.env)
@@ -152,7 +165,7 @@ class Supervisor:
                 self._check_workers()
         finally:
             self._stop_all()
-        return 0
+        return self.exit_status
 
     def _check_workers(self) -> None:
         now = time.monotonic()
@@ -165,6 +178,15 @@ class Supervisor:
             if rc is None:
                 continue
             ran = now - self.started_at[i]
+            if rc == CONFIG_ERROR_EXIT:
+                log.error(
+                    "worker %d refused its configuration (the error is above): stopping all",
+                    i,
+                )
+                self.procs[i] = None
+                self.exit_status = CONFIG_ERROR_EXIT
+                self._stop.set()
+                return
             # a worker that keeps dying at start-up (port taken, bad config) waits longer
             self.delay[i] = (
                 RESTART_DELAY_S

@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import random
+import re
 import sys
 import tempfile
 import time
@@ -66,9 +67,12 @@ DISTURBED_PCT = 35.0
 AFTER_CALLS_S = 3.0  # after the last call: the bridge returns freed memory after 1 s
 
 
+WORKER_LABEL = re.compile(r'worker="\d+",?')
+
+
 def metrics(ports: list[int]) -> dict[str, float]:
-    """The bridge's /metrics as {name{labels}: value}, summed over its workers (each
-    worker serves its own, on listen.http + worker index)."""
+    """The bridge's /metrics as {name{labels}: value}, summed over its workers (with
+    ``--workers N`` the supervisor's front labels each sample with its worker)."""
     out: dict[str, float] = {}
     for port in ports:
         with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as resp:
@@ -76,6 +80,7 @@ def metrics(ports: list[int]) -> dict[str, float]:
         for line in text.splitlines():
             if line and not line.startswith("#"):
                 name, _, value = line.rpartition(" ")
+                name = WORKER_LABEL.sub("", name).replace("{}", "")
                 with contextlib.suppress(ValueError):
                     out[name] = out.get(name, 0.0) + float(value)
     return out
@@ -160,7 +165,7 @@ class Run:
         with (self.dir / "bridge.log").open("ab") as out:
             env = {**os.environ, rig.KEY_ENV: "bench-simulator-key"}
             bridge = await self.procs.spawn(*cmd, stdout=out, stderr=out, env=env)
-        self.http_ports = [ports["http"] + i for i in range(self.args.workers or 1)]
+        self.http_ports = [ports["http"]]  # one front, however many workers
         for port in self.http_ports:
             await wait_port(port, bridge)
         return bridge, ports
@@ -487,7 +492,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--workers",
         type=int,
         default=1,
-        help="agi-bridge serve --workers (default 1; 0: do not pass the option)",
+        help="agi-bridge serve --workers (default 1, the per-process figures of bench/README;"
+        " 0: do not pass the option, i.e. serve's own default: one per core)",
     )
     p.add_argument("--loop", default="", help="agi-bridge serve --loop (default: its own)")
     p.add_argument("--max-other-load", type=float, default=DISTURBED_PCT)

@@ -131,11 +131,15 @@ def supervise(args: argparse.Namespace, cfg: Config, count: int) -> int:
         cmd += ["--supervisor-pid", supervisor_pid, "--http-unix", sockets[index]]
         return [*cmd, "--worker-index", str(index)]
 
+    # every port before any worker starts: a taken one is a start-up error, not a loop
+    # of workers dying (their own checks skip the shared FastAGI port and listen.http)
+    check_listeners(cfg)
+    for index in range(1, count):
+        check_listeners_of(workers.worker_config(cfg, index, count), ("listen.audiosocket",))
     supervisor = workers.Supervisor(command, count)
     front: Front | None = None
     try:
         if cfg.listen.http:
-            check_listeners_of(cfg, ("listen.http",))
             if cfg.admin.enabled:  # once here, not raced by N workers generating tokens
                 check_admin_auth(cfg)
                 ensure_admin_token(cfg)

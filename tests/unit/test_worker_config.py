@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from agi_bridge.config import load_text
@@ -58,3 +60,12 @@ def test_workers_need_a_fixed_fastagi_port() -> None:
         check(c, 2)
     with pytest.raises(ConfigError, match="at least 1"):
         check(c, 0)
+
+
+def test_auto_is_one_process_when_the_dialplan_cannot_find_a_worker() -> None:
+    c = cfg('{fastagi: "127.0.0.1:4573", audiosocket_advertise: "off"}')
+    assert default_workers(c) == 1
+    with pytest.raises(ConfigError, match=r"audiosocket_advertise 'off'.*--workers 2; use 1"):
+        check(c, 2)
+    told = cfg('{fastagi: "127.0.0.1:4573"}')
+    assert default_workers(told) == (os.cpu_count() or 1)
