@@ -20,7 +20,8 @@ same process), each worker is a whole Bridge with:
 
 The supervisor (this module, no event loop of its own) starts the workers, restarts one
 that exits (with a growing delay if it keeps dying at start-up), forwards SIGTERM/SIGINT
-to all of them, waits for their calls to finish, and exits 0. A worker dies with its
+to all of them (a second signal again: the workers then hand their live calls to the
+dialplan's fallback), waits for their calls to finish, and exits 0. A worker dies with its
 supervisor (PR_SET_PDEATHSIG, set by the worker itself: the supervisor runs the front's
 thread, and ``preexec_fn`` is unsafe in a process with threads), so a killed supervisor
 leaves no orphan listening on the ports.
@@ -141,14 +142,21 @@ class Supervisor:
         self.exit_status = 0
 
     def _start(self, index: int) -> None:
-        proc = subprocess.Popen(list(self.command(index)), env=self.env)
+        # its own session: a Ctrl-C in the terminal reaches the supervisor only, which
+        # passes one SIGTERM on (two signals at once would make a worker hurry its calls)
+        proc = subprocess.Popen(list(self.command(index)), env=self.env, start_new_session=True)
         self.procs[index] = proc
         self.started_at[index] = time.monotonic()
         log.info("worker %d started (pid %d)", index, proc.pid)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        again = self._stop.is_set() and self.signal_received is not None
         self.signal_received = signum
         self._stop.set()
+        if again:  # a second stop signal: the workers hand their live calls over now
+            for proc in self.procs:
+                if proc is not None and proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
         """Ask ``run`` to stop (as SIGTERM does)."""

@@ -160,14 +160,20 @@ def parse_phone_log(text: str) -> PhoneLog:
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
 
 
+_WORKER = re.compile(r'worker="\d+",?')
+
+
 def parse_metrics(text: str) -> dict[str, float]:
-    """Prometheus text -> {"name{labels}": value} (comments skipped)."""
+    """Prometheus text -> {"name{labels}": value} (comments skipped), summed over the
+    bridge's workers (``serve --workers N`` labels each sample with ``worker``)."""
     out: dict[str, float] = {}
     for line in text.splitlines():
         m = _SAMPLE.match(line.strip())
         if m:
+            labels = _WORKER.sub("", m.group(2) or "").replace(",}", "}")
+            key = m.group(1) + ("" if labels == "{}" else labels)
             with contextlib.suppress(ValueError):
-                out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+                out[key] = out.get(key, 0.0) + float(m.group(3))
     return out
 
 

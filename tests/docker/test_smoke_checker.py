@@ -136,6 +136,26 @@ def test_bridge_metrics(
     assert checks["bridge saw a turn"] is turned
 
 
+def test_metrics_of_several_workers_are_summed() -> None:
+    """`serve --workers N`: the front labels each worker's samples; the checker adds them."""
+    from agi_bridge.front import merge_metrics
+
+    one = Metrics(Config())
+    call: Any = types.SimpleNamespace(
+        stats=types.SimpleNamespace(**dict.fromkeys(FRAME_COUNTERS, 0))
+    )
+    one(call, "start", {})
+    one(call, "end", {"reason": "agent_hangup"})
+    one(call, "turn_latency", {"ms": 700.0})
+    text = one.render().decode()
+    merged = smoke.parse_metrics(merge_metrics({0: text, 1: text}))
+    alone = smoke.parse_metrics(text)
+    assert smoke.calls_by_outcome(merged) == {
+        k: 2 * v for k, v in smoke.calls_by_outcome(alone).items()
+    }
+    assert smoke.turns(merged) == 2 * smoke.turns(alone) == 2
+
+
 def test_microphone_timeline() -> None:
     assert TIMELINE.speech_end == 7.0 and TIMELINE.total == 14.0
 

@@ -88,11 +88,13 @@ async def agi_request(
 async def registered_caller(
     bridge_fastagi_port: int, audiosocket_port: int, **agi: Any
 ) -> VirtualCaller:
-    """FastAGI registration, then the AudioSocket connection with that UUID (connected)."""
+    """FastAGI registration, then the AudioSocket connection with that UUID (connected),
+    at the address the answer told (as the shipped dialplan does: with several workers
+    it is the registering worker's port), else at ``audiosocket_port``."""
     variables = await agi_request(bridge_fastagi_port, **agi)
-    caller = VirtualCaller(
-        "127.0.0.1", audiosocket_port, call_uuid=uuid.UUID(variables["AGI_BRIDGE_UUID"])
-    )
+    told = variables.get("AGI_BRIDGE_AUDIOSOCKET", "")
+    port = int(told.rpartition(":")[2]) if told else audiosocket_port
+    caller = VirtualCaller("127.0.0.1", port, call_uuid=uuid.UUID(variables["AGI_BRIDGE_UUID"]))
     await caller.connect()
     return caller
 

@@ -312,3 +312,61 @@ async def test_the_fastagi_answer_tells_this_process_audiosocket_address(
         expected = told.format(port=bridge.audiosocket.port) if told else None
         assert variables.get("AGI_BRIDGE_AUDIOSOCKET") == expected
         assert variables["AGI_BRIDGE_UUID"]
+
+
+def test_a_worker_that_refuses_its_config_stops_the_supervisor_with_status_2() -> None:
+    from agi_bridge.workers import Supervisor
+
+    # what a worker does on a ConfigError (the CLI's status 2): restarting cannot mend it
+    sup = Supervisor(lambda i: [sys.executable, "-c", f"raise SystemExit({2 if i else 0})"], 2)
+    assert sup.run() == 2
+    assert sup.restarts <= 1  # worker 0 exited 0 and may have been restarted once; no loop
+
+
+def test_a_taken_port_of_any_worker_fails_serve_at_start_up(tmp_path: Path) -> None:
+    import subprocess
+
+    agi, audio, http = free_ports(1), free_ports(2), free_ports(1)
+    cfg = tmp_path / "bridge.yaml"
+    cfg.write_text(
+        f"""
+listen: {{audiosocket: "127.0.0.1:{audio}", fastagi: "127.0.0.1:{agi}",
+          http: "127.0.0.1:{http}"}}
+ami: {{enabled: false}}
+realtime: {{provider: simulator}}
+"""
+    )
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", audio + 1))  # worker 1's AudioSocket port
+        busy.listen()
+        res = subprocess.run(
+            [sys.executable, "-m", "agi_bridge", "serve", "-c", str(cfg), "--workers", "2"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert res.returncode == 2, res.stderr
+    assert f"listen.audiosocket: 127.0.0.1:{audio + 1}/tcp is already in use" in res.stderr
+    assert "worker 0 started" not in res.stderr
+
+
+async def test_ctrl_c_drains_and_a_second_one_hands_calls_over(served: Served) -> None:
+    """SIGINT (Ctrl-C) reaches the supervisor only (the workers have their own session):
+    the first drains the workers, a second makes them hand live calls to the fallback."""
+    s = served
+    _, caller = await call_through(s)
+    try:
+        await until(lambda: len(caller.heard.pcm) > 8000, timeout=20, what="greeting")
+        s.proc.send_signal(signal.SIGINT)
+        await asyncio.sleep(1.5)
+        assert not caller.closed.is_set()  # draining: the call goes on
+        assert not any("second stop signal" in line for line in s.lines)
+        s.proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(10):  # well before drain_timeout_s (30 s)
+            await caller.closed.wait()
+        assert caller.heard.hangup_at is not None  # handed to the fallback
+    finally:
+        await caller.close()
+    async with asyncio.timeout(20):
+        assert await s.proc.wait() == 0
+    assert any("second stop signal" in line for line in s.lines)
