@@ -199,7 +199,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level or QUIET_COMMANDS.get(args.command, "INFO"), args.log_format)
+    setup_logging(
+        args.log_level or QUIET_COMMANDS.get(args.command, "INFO"),
+        args.log_format,
+        worker=getattr(args, "worker_index", None),
+    )
     try:
         return _run(args)
     except ConfigError as exc:

@@ -39,7 +39,9 @@ UNAVAILABLE = re.compile(r"agi-bridge: (\S+) bridge (\S+) unavailable")
 class BridgeProc:
     """``agi-bridge serve`` as its own process (its log in a file)."""
 
-    def __init__(self, name: str, workdir: Path, sim_url: str, workers: int) -> None:
+    def __init__(
+        self, name: str, workdir: Path, sim_url: str, workers: int, extra: str = ""
+    ) -> None:
         self.name = name
         self.agi = harness.free_port()
         self.audio = harness.free_port()
@@ -55,7 +57,7 @@ ami: {{host: 127.0.0.1, port: {harness.AMI_PORT}, username: agi_bridge,
       secret_file: "{secret}"}}
 realtime: {{provider: url, url: "{sim_url}", connect_timeout_s: 5}}
 records: {{enabled: false}}
-"""
+{extra}"""
         )
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -165,6 +167,53 @@ async def test_workers_take_calls_and_each_call_meets_its_registration(
         assert FALLBACK.findall(asterisk.log_text()) == []
     finally:
         await ami.close()
+    assert await bridge.stop() == 0
+
+
+async def test_with_workers_ari_runs_in_worker_0_only_and_takes_stasis_calls(
+    asterisk_factory: Callable[..., Asterisk],
+    simulator: Simulator,
+    bridges: list[BridgeProc],
+    tmp_path: Path,
+) -> None:
+    """Asterisk gives a Stasis application one events websocket (a second one takes it
+    over): with two workers only worker 0 registers it, and Stasis calls reach it."""
+    password = tmp_path / "ari-password"
+    password.write_text(harness.ARI_TEST_PASSWORD + "\n")
+    ari = (
+        f'ari: {{enabled: true, url: "{harness.ARI_URL}", username: {harness.ARI_USER},'
+        f' password_file: "{password}", media: rtp}}\n'
+    )
+    bridge = BridgeProc("ari", tmp_path, simulator.url, workers=2, extra=ari)
+    bridges.append(bridge)
+    asterisk = asterisk_factory(
+        env={"AGI_BRIDGE_AGI_PORT": str(bridge.agi), "AGI_BRIDGE_HOST": "127.0.0.1"}
+    )
+    await asyncio.to_thread(asterisk.start)
+    await bridge.start()
+    await wait_for(lambda: "ARI application agi-bridge registered" in bridge.text(), 15, "ARI")
+    ami = await harness.AmiClient.connect(events=False)
+    try:
+        for _ in range(2):
+            await ami.action(
+                "Originate",
+                Channel="Local/default@agi-bridge-stasis",
+                Application="Wait",
+                Data="12",
+                Async="true",
+                timeout=10,
+            )
+        rx = re.compile(r" (w\d) \[\S+\] agi_bridge.call: state connecting -> active")
+        await wait_for(lambda: len(rx.findall(bridge.text())) >= 2, 20, "two Stasis calls")
+        assert set(rx.findall(bridge.text())) == {"w0"}
+        apps = await asyncio.to_thread(harness.ari_request, "GET", "/applications")
+        assert [a["name"] for a in apps] == ["agi-bridge"]
+    finally:
+        await ami.close()
+    text = bridge.text()
+    assert text.count("ARI application agi-bridge registered") == 1, text
+    assert "taken over by another websocket" not in text
+    assert FALLBACK.findall(asterisk.log_text()) == []
     assert await bridge.stop() == 0
 
 

@@ -212,6 +212,7 @@ async def test_one_http_front_for_all_workers_health_metrics_and_admin(served: S
     """listen.http is the supervisor's: /healthz and /metrics cover both workers, the
     admin API lists every worker's calls and reaches the worker that holds one."""
     s = served
+    assert any(" w1 [-] " in line for line in s.lines)  # each worker's lines say which
     status, text = await s.get("/healthz")
     body = json.loads(text)
     assert status == 200, text

@@ -414,6 +414,19 @@ def test_json_log_lines_carry_the_call_id(capsys: pytest.CaptureFixture[str]) ->
     assert all({"time", "logger"} <= set(r) for r in lines)
 
 
+@pytest.mark.usefixtures("keep_logging")
+def test_a_worker_says_which_it_is_in_every_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from agi_bridge.cli import setup_logging
+
+    setup_logging("INFO", "json", worker=1)
+    logging.getLogger("agi_bridge.app").info("ready")
+    setup_logging("INFO", "text", worker=0)
+    logging.getLogger("agi_bridge.app").info("ready")
+    json_line, text_line = capsys.readouterr().err.splitlines()
+    assert json.loads(json_line)["worker"] == 1
+    assert " INFO    w0 [-] agi_bridge.app: ready" in text_line
+
+
 def _ledger(start: dict[str, object]) -> Ledger:
     prices = {
         **DEFAULT_PRICES,
