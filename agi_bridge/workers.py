@@ -113,7 +113,7 @@ def die_with_parent(supervisor_pid: int) -> None:
     c = libc()
     if c is not None:
         c.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != supervisor_pid:  # it died before the prctl: no signal will come
+    if supervisor_pid and os.getppid() != supervisor_pid:  # died before the prctl
         raise SystemExit(f"worker: supervisor {supervisor_pid} is gone")
 
 
