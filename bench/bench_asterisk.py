@@ -429,10 +429,13 @@ def _f(v: float | None) -> str:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    head = f"{'':42}" + "".join(f"{'N=' + str(r['calls']):>17}" for r in results)
+    cells = [[fmt(r) for r in results] for _, fmt in ROWS]
+    # one space at least between columns, however wide a cell (three processes' RSS)
+    width = max([17, *(len(c) + 2 for row in cells for c in row)])
+    head = f"{'':42}" + "".join(f"{'N=' + str(r['calls']):>{width}}" for r in results)
     lines = [head, "-" * len(head)]
-    for label, fmt in ROWS:
-        lines.append(f"{label:42}" + "".join(f"{fmt(r):>17}" for r in results))
+    for (label, _), row in zip(ROWS, cells, strict=True):
+        lines.append(f"{label:42}" + "".join(f"{c:>{width}}" for c in row))
     return "\n".join(lines)
 
 
