@@ -95,6 +95,7 @@ class Bridge:
         simulator_scenario: Any = None,
         reuse_fastagi_port: bool = False,
         http_unix: str = "",
+        ari_max_calls: int | None = None,
     ) -> None:
         self.config = config
         self._connect = connect
@@ -155,7 +156,7 @@ class Bridge:
         # ARI: Stasis(agi-bridge,...) calls beside AudioSocket (transports/ari.py)
         self.ari: AriTransport | None = None
         if config.ari.enabled:
-            self.ari = AriTransport(config, self.start_call)
+            self.ari = AriTransport(config, self.start_call, max_calls=ari_max_calls)
         self._idle = asyncio.Event()  # set while no call is live (drain waits on it)
         self._idle.set()
         # records, metrics, /metrics + /healthz, webhook (see monitoring.py)

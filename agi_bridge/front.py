@@ -166,7 +166,12 @@ class Front:
             self._thread.join(10)
 
     def _run(self, ready: threading.Event) -> None:
-        asyncio.run(self._main(ready))
+        try:
+            asyncio.run(self._main(ready))
+        except BaseException as exc:  # handed to start(), never lost
+            self._error = self._error or exc
+        finally:
+            ready.set()  # start() never waits forever, whatever happened here
 
     async def _main(self, ready: threading.Event) -> None:
         self._loop = asyncio.get_running_loop()
@@ -269,6 +274,7 @@ class Front:
     async def _list_calls(self, request: web.Request) -> web.Response:
         answers = await self._ask_all("GET", request.path_qs, self._forwarded(request))
         calls: list[Any] = []
+        silent = [i for i, answer in enumerate(answers) if answer is None]
         for i, answer in enumerate(answers):
             if answer is None:
                 continue
@@ -282,19 +288,26 @@ class Front:
         if all(a is None for a in answers):
             return _json(503, {"ok": False, "error": "no worker answers"})
         calls.sort(key=lambda c: -float(c.get("duration_s") or 0))  # oldest first
-        return _json(200, {"ok": True, "calls": calls})
+        body: dict[str, Any] = {"ok": True, "calls": calls}
+        if silent:  # a partial list says so: their calls are missing from it
+            body["missing_workers"] = silent
+        return _json(200, body)
 
     async def _one_call(self, request: web.Request) -> web.Response:
         body = await request.read()
         headers = self._forwarded(request)
         last: Answer | None = None
+        silent = []
         for i in range(len(self.sockets)):
             answer = await self._ask(i, request.method, request.path_qs, headers, body)
             if answer is None:
+                silent.append(i)
                 continue
             if answer.status != 404:
                 return _reply(answer)
             last = answer
-        if last is None:
-            return _json(503, {"ok": False, "error": "no worker answers"})
+        if silent:  # the call may be in a worker that did not answer: not "no such call"
+            error = f"worker {', '.join(map(str, silent))} did not answer; try again"
+            return _json(503, {"ok": False, "error": error, "missing_workers": silent})
+        assert last is not None
         return _reply(last)

@@ -186,6 +186,8 @@ class HttpServer:
 
     @property
     def port(self) -> int:
+        if self.unix:
+            return 0  # no TCP port: a Unix socket (self.unix)
         if self._runner is not None and self._runner.addresses:
             return int(self._runner.addresses[0][1])
         return self._port

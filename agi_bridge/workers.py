@@ -15,8 +15,8 @@ same process), each worker is a whole Bridge with:
   many workers it runs;
 - ``limits.max_calls`` divided between the workers (rounded up);
 - ARI (``ari.enabled``) in worker 0 only: Asterisk gives a Stasis application one events
-  websocket (a second one takes it over), so every Stasis call lands in worker 0, which
-  keeps the whole ``limits.max_calls`` for them.
+  websocket (a second one takes it over), so every Stasis call lands in worker 0, whose
+  ARI transport keeps the whole ``limits.max_calls`` (its AudioSocket keeps its share).
 
 The supervisor (this module, no event loop of its own) starts the workers, restarts one
 that exits (with a growing delay if it keeps dying at start-up), forwards SIGTERM/SIGINT
@@ -35,7 +35,6 @@ import math
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
@@ -52,6 +51,7 @@ STABLE_AFTER_S = 10.0  # a worker that ran this long before exiting restarts at 
 STOP_TIMEOUT_S = 60.0  # live calls get this long after SIGTERM (then SIGKILL)
 CONFIG_ERROR_EXIT = 2  # the CLI's status for a ConfigError: restarting cannot mend it
 POLL_S = 0.2
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 def default_workers(cfg: Config) -> int:
@@ -60,7 +60,15 @@ def default_workers(cfg: Config) -> int:
     dialplan is not told (``audiosocket_advertise: off``: it cannot find the worker)."""
     if _single_only(cfg):
         return 1
-    return os.cpu_count() or 1
+    return cores()
+
+
+def cores() -> int:
+    """The cores this process may run on (a cpuset or container limit, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _single_only(cfg: Config) -> str:
@@ -98,8 +106,7 @@ def worker_config(cfg: Config, index: int, count: int) -> Config:
     ``listen.http`` stays the front's address (the admin checks judge that one)."""
     listen = dataclasses.replace(cfg.listen, audiosocket=_shift(cfg.listen.audiosocket, index))
     ari = dataclasses.replace(cfg.ari, enabled=cfg.ari.enabled and index == 0)
-    share = cfg.limits.max_calls if ari.enabled else math.ceil(cfg.limits.max_calls / count)
-    limits = dataclasses.replace(cfg.limits, max_calls=share)
+    limits = dataclasses.replace(cfg.limits, max_calls=math.ceil(cfg.limits.max_calls / count))
     return dataclasses.replace(cfg, listen=listen, limits=limits, ari=ari)
 
 
@@ -137,7 +144,9 @@ class Supervisor:
         self.delay = [RESTART_DELAY_S] * count
         self.restart_at = [0.0] * count
         self.restarts = 0
-        self._stop = threading.Event()
+        # a plain flag, polled: a signal handler must not take the lock of a
+        # threading.Event that the main thread may be holding in wait() (deadlock)
+        self._stopping = False
         self.signal_received: int | None = None
         self.exit_status = 0
 
@@ -150,29 +159,34 @@ class Supervisor:
         log.info("worker %d started (pid %d)", index, proc.pid)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        again = self._stop.is_set() and self.signal_received is not None
+        again = self._stopping and self.signal_received is not None
         self.signal_received = signum
-        self._stop.set()
+        self._stopping = True
         if again:  # a second stop signal: the workers hand their live calls over now
             for proc in self.procs:
                 if proc is not None and proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
 
     def stop(self) -> None:
-        """Ask ``run`` to stop (as SIGTERM does)."""
-        self._stop.set()
+        """Ask ``run`` to stop (as SIGTERM does); from any thread."""
+        self._stopping = True
 
     def run(self) -> int:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_signal)
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS}
         log.info("supervising %d workers (pid %d)", self.count, os.getpid())
-        for i in range(self.count):
-            self._start(i)
         try:
-            while not self._stop.wait(POLL_S):
-                self._check_workers()
+            for i in range(self.count):
+                self._start(i)
+            while not self._stopping:
+                time.sleep(POLL_S)  # a signal interrupts it; its handler only sets flags
+                if not self._stopping:
+                    self._check_workers()
         finally:
-            self._stop_all()
+            try:
+                self._stop_all()
+            finally:
+                for sig, handler in previous.items():  # the caller's own, back
+                    signal.signal(sig, handler)
         return self.exit_status
 
     def _check_workers(self) -> None:
@@ -186,14 +200,16 @@ class Supervisor:
             if rc is None:
                 continue
             ran = now - self.started_at[i]
-            if rc == CONFIG_ERROR_EXIT:
+            # a config error at start-up cannot be mended by restarting; after a long
+            # run the same status is a fault of the moment (a port taken meanwhile)
+            if rc == CONFIG_ERROR_EXIT and ran < STABLE_AFTER_S:
                 log.error(
                     "worker %d refused its configuration (the error is above): stopping all",
                     i,
                 )
                 self.procs[i] = None
                 self.exit_status = CONFIG_ERROR_EXIT
-                self._stop.set()
+                self._stopping = True
                 return
             # a worker that keeps dying at start-up (port taken, bad config) waits longer
             self.delay[i] = (

@@ -105,7 +105,13 @@ def serve_command(args: argparse.Namespace, cfg: Config) -> int:
         workers.die_with_parent(args.supervisor_pid)
         worker_cfg = workers.worker_config(cfg, args.worker_index, count)
         worker = f"{args.worker_index}/{count}"
-        eventloop.run(serve(worker_cfg, worker, http_unix=args.http_unix or ""), args.loop)
+        serving = serve(
+            worker_cfg,
+            worker,
+            http_unix=args.http_unix or "",
+            ari_max_calls=cfg.limits.max_calls,  # worker 0's ARI takes every Stasis call
+        )
+        eventloop.run(serving, args.loop)
     elif count == 1:
         eventloop.run(serve(cfg), args.loop)
     else:
@@ -119,6 +125,11 @@ def supervise(args: argparse.Namespace, cfg: Config, count: int) -> int:
     from agi_bridge.admin import check_admin_auth, ensure_admin_token
     from agi_bridge.front import Front
 
+    # every port before any worker starts: a taken one is a start-up error, not a loop
+    # of workers dying (their own checks skip the shared FastAGI port and listen.http)
+    check_listeners(cfg)
+    for index in range(1, count):
+        check_listeners_of(workers.worker_config(cfg, index, count), ("listen.audiosocket",))
     rundir = tempfile.mkdtemp(prefix="agi-bridge-")  # mode 0700: the workers' HTTP sockets
     sockets = workers.http_sockets(rundir, count)
     supervisor_pid = str(os.getpid())
@@ -131,11 +142,6 @@ def supervise(args: argparse.Namespace, cfg: Config, count: int) -> int:
         cmd += ["--supervisor-pid", supervisor_pid, "--http-unix", sockets[index]]
         return [*cmd, "--worker-index", str(index)]
 
-    # every port before any worker starts: a taken one is a start-up error, not a loop
-    # of workers dying (their own checks skip the shared FastAGI port and listen.http)
-    check_listeners(cfg)
-    for index in range(1, count):
-        check_listeners_of(workers.worker_config(cfg, index, count), ("listen.audiosocket",))
     supervisor = workers.Supervisor(command, count)
     front: Front | None = None
     try:
@@ -165,7 +171,9 @@ def supervise(args: argparse.Namespace, cfg: Config, count: int) -> int:
         shutil.rmtree(rundir, ignore_errors=True)
 
 
-async def serve(cfg: Config, worker: str = "", *, http_unix: str = "") -> None:
+async def serve(
+    cfg: Config, worker: str = "", *, http_unix: str = "", ari_max_calls: int | None = None
+) -> None:
     from agi_bridge.app import Bridge
     from agi_bridge.eventloop import name as loop_name
     from agi_bridge.eventloop import settle_heap
@@ -174,7 +182,9 @@ async def serve(cfg: Config, worker: str = "", *, http_unix: str = "") -> None:
     warn_about_ami(cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    bridge = Bridge(cfg, reuse_fastagi_port=bool(worker), http_unix=http_unix)
+    bridge = Bridge(
+        cfg, reuse_fastagi_port=bool(worker), http_unix=http_unix, ari_max_calls=ari_max_calls
+    )
 
     def on_signal() -> None:
         if stop.is_set():

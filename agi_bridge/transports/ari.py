@@ -130,7 +130,12 @@ class AriCall:
 class AriTransport:
     """Runs ARI calls: ``start()`` registers the Stasis application, ``close()`` ends it."""
 
-    def __init__(self, config: Config, start_call: StartCall) -> None:
+    def __init__(
+        self, config: Config, start_call: StartCall, *, max_calls: int | None = None
+    ) -> None:
+        # serve --workers N: only worker 0 runs ARI, so its Stasis calls get the whole
+        # limits.max_calls while its AudioSocket keeps its share (workers.py)
+        self.max_calls = config.limits.max_calls if max_calls is None else max_calls
         self.config = config
         self.ari = config.ari
         self._start_call = start_call
@@ -178,7 +183,7 @@ class AriTransport:
                 return
             if event.channel.id.startswith(MEDIA_PREFIX):
                 return  # an externalMedia channel of an earlier run: the re-sync removes it
-            if self.refusing or len(self.calls) >= self.config.limits.max_calls:
+            if self.refusing or len(self.calls) >= self.max_calls:
                 why = "shutting down" if self.refusing else f"{len(self.calls)} calls"
                 log.warning("[%s] refused: %s", event.channel.id, why)
                 self._spawn(self._refuse(event.channel.id))

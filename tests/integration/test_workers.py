@@ -245,6 +245,8 @@ async def test_one_http_front_for_all_workers_health_metrics_and_admin(served: S
         # the admin API: one token, every worker's calls, each call reached where it is
         status, text = await s.get("/admin/calls")
         assert status == 401, text  # no token: refused (by the worker, same rule as ever)
+        status, text = await s.get("/admin/calls", {**AUTH, "Host": "evil.example"})
+        assert status == 403, text  # DNS rebinding: the Host is passed on and refused
         status, text = await s.get("/admin/calls", AUTH)
         assert status == 200, text
         listed = json.loads(text)["calls"]
@@ -266,6 +268,11 @@ async def test_one_http_front_for_all_workers_health_metrics_and_admin(served: S
         await until(lambda: "exited with status -9" in "".join(s.lines), timeout=10, what="exit")
         status, text = await s.get("/healthz")
         assert status == 503 and json.loads(text)["failing"] == ["worker 0"], text
+        # a call may be in the silent worker: "did not answer", never "no such call"
+        status, text = await s.http_request("POST", "/admin/calls/no-such-call/hangup", AUTH)
+        assert status == 503 and json.loads(text)["missing_workers"] == [0], text
+        status, text = await s.get("/admin/calls", AUTH)
+        assert status == 200 and json.loads(text)["missing_workers"] == [0], text
         await until(lambda: s.ready() >= 3, timeout=30, what="worker 0 back")
         status, text = await s.get("/healthz")
         assert status == 200, text
@@ -319,9 +326,11 @@ def test_a_worker_that_refuses_its_config_stops_the_supervisor_with_status_2() -
     from agi_bridge.workers import Supervisor
 
     # what a worker does on a ConfigError (the CLI's status 2): restarting cannot mend it
+    before = signal.getsignal(signal.SIGTERM)
     sup = Supervisor(lambda i: [sys.executable, "-c", f"raise SystemExit({2 if i else 0})"], 2)
     assert sup.run() == 2
     assert sup.restarts <= 1  # worker 0 exited 0 and may have been restarted once; no loop
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handlers, back
 
 
 def test_a_taken_port_of_any_worker_fails_serve_at_start_up(tmp_path: Path) -> None:
@@ -345,10 +354,12 @@ realtime: {{provider: simulator}}
             capture_output=True,
             text=True,
             timeout=30,
+            env={**os.environ, "TMPDIR": str(tmp_path)},  # where its private directory goes
         )
     assert res.returncode == 2, res.stderr
     assert f"listen.audiosocket: 127.0.0.1:{audio + 1}/tcp is already in use" in res.stderr
     assert "worker 0 started" not in res.stderr
+    assert list(tmp_path.glob("agi-bridge-*")) == []  # nothing left behind
 
 
 async def test_ctrl_c_drains_and_a_second_one_hands_calls_over(served: Served) -> None:

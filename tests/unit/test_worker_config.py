@@ -8,7 +8,7 @@ import pytest
 
 from agi_bridge.config import load_text
 from agi_bridge.errors import ConfigError
-from agi_bridge.workers import check, default_workers, http_sockets, worker_config
+from agi_bridge.workers import check, cores, default_workers, http_sockets, worker_config
 
 
 def cfg(listen: str, max_calls: int = 100):  # type: ignore[no-untyped-def]
@@ -29,15 +29,26 @@ def test_each_worker_gets_its_own_audiosocket_port_and_a_share_of_calls() -> Non
     assert not w0.ari.enabled and not w1.ari.enabled
 
 
-def test_ari_runs_in_worker_0_only_with_the_whole_call_limit() -> None:
+def test_ari_runs_in_worker_0_only() -> None:
     c = load_text(
         'listen: {fastagi: "127.0.0.1:4573"}\nlimits: {max_calls: 10}\nari: {enabled: true}\n',
         "w.yaml",
     )
     w0, w1, w2 = (worker_config(c, i, 3) for i in range(3))
     assert (w0.ari.enabled, w1.ari.enabled, w2.ari.enabled) == (True, False, False)
-    # Asterisk gives the application one websocket: every Stasis call lands in worker 0
-    assert (w0.limits.max_calls, w1.limits.max_calls) == (10, 4)
+    # its AudioSocket keeps its share; the whole limit for Stasis calls is handed to its
+    # ARI transport by `serve` (ari_max_calls), since every Stasis call lands there
+    assert (w0.limits.max_calls, w1.limits.max_calls) == (4, 4)
+
+
+def test_the_ari_transport_takes_its_own_limit() -> None:
+    from agi_bridge.transports.ari import AriTransport
+
+    async def start_call(*_: object) -> None: ...
+
+    c = load_text("limits: {max_calls: 4}\nari: {enabled: true}\n", "w.yaml")
+    assert AriTransport(c, start_call).max_calls == 4
+    assert AriTransport(c, start_call, max_calls=10).max_calls == 10
 
 
 def test_each_worker_has_its_own_http_socket_in_the_private_directory() -> None:
@@ -68,4 +79,5 @@ def test_auto_is_one_process_when_the_dialplan_cannot_find_a_worker() -> None:
     with pytest.raises(ConfigError, match=r"audiosocket_advertise 'off'.*--workers 2; use 1"):
         check(c, 2)
     told = cfg('{fastagi: "127.0.0.1:4573"}')
-    assert default_workers(told) == (os.cpu_count() or 1)
+    assert default_workers(told) == cores() >= 1
+    assert cores() <= (os.cpu_count() or 1)  # the affinity mask, not more than the host
