@@ -11,6 +11,11 @@ Answers are JSON: ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}`` wit
 request), 401 (token), 404 (no such call), 409 (call not in conversation) or 502 (the
 Realtime session failed).
 
+With ``serve --workers N`` the supervisor's front (front.py) answers on ``listen.http``:
+the list covers every worker (each call says its ``"worker"``; ``"missing_workers"``
+names any that did not answer), a call's own route reaches the worker holding it, and
+503 with ``"missing_workers"`` replaces 404 while a worker that might hold it is silent.
+
 Authentication, always: ``Authorization: Bearer TOKEN``. TOKEN is the value of the
 environment variable named by ``admin.token_env`` (``AGI_BRIDGE_ADMIN_TOKEN``), else the
 content of ``admin.token_file``; when neither holds one, the bridge generates a token into
