@@ -24,6 +24,7 @@ supervisor has no event loop; the front runs its own in a thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -160,15 +161,18 @@ class Front:
 
     def stop(self) -> None:
         loop, stopped = self._loop, self._stopped
-        if loop is not None and stopped is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(stopped.set)
+        if loop is not None and stopped is not None:
+            with contextlib.suppress(RuntimeError):  # its loop has already ended
+                loop.call_soon_threadsafe(stopped.set)
         if self._thread is not None:
             self._thread.join(10)
 
     def _run(self, ready: threading.Event) -> None:
         try:
             asyncio.run(self._main(ready))
-        except BaseException as exc:  # handed to start(), never lost
+        except BaseException as exc:  # handed to start(), or logged: never lost
+            if ready.is_set():
+                log.exception("HTTP front stopped: /healthz, /metrics and /admin are down")
             self._error = self._error or exc
         finally:
             ready.set()  # start() never waits forever, whatever happened here
