@@ -95,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         default="auto",
         help="bridge processes sharing the FastAGI port: a number, or 'auto' (the default:"
-        " one per core; 1 when listen.fastagi has port 0). With more than one, the"
-        " supervisor serves listen.http for all of them (/metrics, /healthz, /admin)",
+        " one per core; 1 when listen.fastagi has port 0 or listen.audiosocket_advertise"
+        " is off). With more than one, the supervisor serves listen.http for all of them"
+        " (/metrics, /healthz, /admin); on a small box shared with Asterisk, 1 costs less"
+        " CPU per call",
     )
     # set by the supervisor for its workers
     p.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
