@@ -173,19 +173,14 @@ class Front:
         except BaseException as exc:  # handed to start(), or logged: never lost
             if ready.is_set():
                 log.exception("HTTP front stopped: /healthz, /metrics and /admin are down")
-            self._error = self._error or exc
+            self._error = exc
         finally:
             ready.set()  # start() never waits forever, whatever happened here
 
     async def _main(self, ready: threading.Event) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        try:
-            await self.server.start()
-        except BaseException as exc:  # handed to start() in the supervisor's thread
-            self._error = exc
-            ready.set()
-            return
+        await self.server.start()  # a bind error reaches start() through _run
         timeout = aiohttp.ClientTimeout(total=ASK_TIMEOUT_S)
         self._sessions = [
             aiohttp.ClientSession(connector=aiohttp.UnixConnector(path), timeout=timeout)
@@ -245,10 +240,8 @@ class Front:
         for i, answer in enumerate(answers):
             body: Any = None
             if answer is not None:
-                try:
+                with contextlib.suppress(ValueError):
                     body = json.loads(answer.body)
-                except ValueError:
-                    body = None
             if not isinstance(body, dict):
                 body = {"status": "fail", "detail": "not answering (starting or restarting?)"}
             workers[str(i)] = body
@@ -289,7 +282,7 @@ class Front:
             except (ValueError, AttributeError):
                 listed = []
             calls += [{**c, "worker": i} for c in listed if isinstance(c, dict)]
-        if all(a is None for a in answers):
+        if len(silent) == len(answers):
             return _json(503, {"ok": False, "error": "no worker answers"})
         calls.sort(key=lambda c: -float(c.get("duration_s") or 0))  # oldest first
         body: dict[str, Any] = {"ok": True, "calls": calls}

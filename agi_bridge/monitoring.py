@@ -213,25 +213,23 @@ class HttpServer:
             max_headers=64,
         )
         await self._runner.setup()
+        site: web.BaseSite
         if self.unix:
-            try:
-                await web.UnixSite(self._runner, self.unix).start()
-            except BaseException:
-                await self._runner.cleanup()
-                self._runner = None
-                raise
-            log.info("HTTP on %s for the supervisor's front", self.unix)
-            return
-        self._site = _LimitedSite(
-            self._runner, self.host, self._port, max_connections=self.max_connections
-        )
+            site = web.UnixSite(self._runner, self.unix)
+        else:
+            site = self._site = _LimitedSite(
+                self._runner, self.host, self._port, max_connections=self.max_connections
+            )
         try:
-            await self._site.start()
+            await site.start()
         except BaseException:
             await self._runner.cleanup()
             self._runner = None
             raise
-        log.info("HTTP listening on %s:%d (/metrics, /healthz)", self.host, self.port)
+        if self.unix:
+            log.info("HTTP on %s for the supervisor's front", self.unix)
+        else:
+            log.info("HTTP listening on %s:%d (/metrics, /healthz)", self.host, self.port)
 
     async def close(self) -> None:
         runner, self._runner = self._runner, None

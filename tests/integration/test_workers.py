@@ -48,6 +48,22 @@ def free_ports(count: int) -> int:
     raise RuntimeError("no run of free ports")
 
 
+def two_worker_config(tmp_path: Path, realtime: str) -> tuple[Path, int, int, int]:
+    """A config for two workers on free ports: (path, FastAGI, AudioSocket base, HTTP)."""
+    agi, audio, http = free_ports(1), free_ports(2), free_ports(1)
+    cfg = tmp_path / "bridge.yaml"
+    cfg.write_text(
+        f"""
+listen: {{audiosocket: "127.0.0.1:{audio}", fastagi: "127.0.0.1:{agi}",
+          http: "127.0.0.1:{http}"}}
+ami: {{enabled: false}}
+records: {{enabled: false}}
+realtime: {realtime}
+"""
+    )
+    return cfg, agi, audio, http
+
+
 TOKEN = "front-test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -86,16 +102,8 @@ class Served:
 
 @pytest.fixture
 async def served(simulator: Simulator, tmp_path: Path) -> AsyncIterator[Served]:
-    agi, audio, http = free_ports(1), free_ports(2), free_ports(1)
-    cfg = tmp_path / "bridge.yaml"
-    cfg.write_text(
-        f"""
-listen: {{audiosocket: "127.0.0.1:{audio}", fastagi: "127.0.0.1:{agi}",
-          http: "127.0.0.1:{http}"}}
-ami: {{enabled: false}}
-records: {{enabled: false}}
-realtime: {{provider: url, url: "{simulator.url}", connect_timeout_s: 5}}
-"""
+    cfg, agi, audio, http = two_worker_config(
+        tmp_path, f'{{provider: url, url: "{simulator.url}", connect_timeout_s: 5}}'
     )
     # any key: the simulator wants one
     env = {**os.environ, "OPENAI_API_KEY": "sk-test", "AGI_BRIDGE_ADMIN_TOKEN": TOKEN}
@@ -336,16 +344,7 @@ def test_a_worker_that_refuses_its_config_stops_the_supervisor_with_status_2() -
 def test_a_taken_port_of_any_worker_fails_serve_at_start_up(tmp_path: Path) -> None:
     import subprocess
 
-    agi, audio, http = free_ports(1), free_ports(2), free_ports(1)
-    cfg = tmp_path / "bridge.yaml"
-    cfg.write_text(
-        f"""
-listen: {{audiosocket: "127.0.0.1:{audio}", fastagi: "127.0.0.1:{agi}",
-          http: "127.0.0.1:{http}"}}
-ami: {{enabled: false}}
-realtime: {{provider: simulator}}
-"""
-    )
+    cfg, _, audio, _ = two_worker_config(tmp_path, "{provider: simulator}")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", audio + 1))  # worker 1's AudioSocket port
         busy.listen()
